@@ -1,0 +1,71 @@
+# The collection's commands. `make` alone prints the help.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON     ?= python3
+# A GPU user overrides this, e.g. TORCH_SPEC="torch==2.13.0 --index-url <their CUDA index>".
+TORCH_SPEC ?= torch==2.13.0
+VENV       := .venv
+PY         := $(VENV)/bin/python
+STAMP      := $(VENV)/.installed
+
+# Projects are the folders that hold a pyproject.toml; shared-utils is the library they share.
+PACKAGES := $(sort $(patsubst %/pyproject.toml,%,$(wildcard */pyproject.toml)))
+PROJECTS := $(filter-out shared-utils,$(PACKAGES))
+
+PROJECT ?=
+CONFIG  ?= default.yaml
+ARGS    ?=
+
+.PHONY: help install train test bench tensorboard lint
+
+help:  ## this help
+	@echo "Usage: make <target> [PROJECT=<project>] [CONFIG=<file.yaml ...>] [ARGS=\"--dotted.override=value\"]"
+	@echo
+	@echo "Targets:"
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z]+):.*## (.*)/  \1\t\2/' | expand -t 14
+	@echo
+	@echo "Projects: $(PROJECTS)"
+
+# The venv is rebuilt when a pyproject.toml is newer than the last install (stale).
+$(STAMP): $(addsuffix /pyproject.toml,$(PACKAGES))
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet $(TORCH_SPEC)
+	$(PY) -m pip install --quiet $(foreach p,$(PACKAGES),-e "$(p)[test]")
+	touch $(STAMP)
+
+install: $(STAMP)  ## create .venv: torch (TORCH_SPEC) first, then every package editable
+
+# Fails with the list of projects when PROJECT is missing or unknown ($(1): also accept these).
+define check_project
+	@if [ -z "$(PROJECT)" ] || ! echo " $(PROJECTS) $(1) " | grep -q " $(PROJECT) "; then \
+	  echo "error: PROJECT='$(PROJECT)' is not a project of this collection." >&2; \
+	  echo "Projects: $(PROJECTS) $(1)" >&2; exit 2; fi
+endef
+
+# CONFIG names files in $(PROJECT)/configs/ or paths; several compose left to right.
+CONFIG_ARGS = $(foreach c,$(CONFIG),--config $(if $(wildcard $(c)),$(c),$(PROJECT)/configs/$(c)))
+
+train:  ## fit then test the best checkpoint: make train PROJECT=p [CONFIG=...] [ARGS=...]
+	$(call check_project)
+	@$(MAKE) --no-print-directory $(STAMP)
+	$(VENV)/bin/$(PROJECT) fit $(CONFIG_ARGS) --test_after_fit=true $(ARGS)
+
+test:  ## run the tests of PROJECT, or of every package when PROJECT is absent
+	$(if $(PROJECT),$(call check_project,shared-utils))
+	@$(MAKE) --no-print-directory $(STAMP)
+	@set -e; for p in $(or $(PROJECT),$(PACKAGES)); do \
+	  echo "=== $$p"; (cd $$p && ../$(PY) -m pytest -q $(ARGS)); done
+
+bench:  ## regenerate PROJECT's results table and speed figures (PROJECT=shared-utils: kernels)
+	$(call check_project,shared-utils)
+	@$(MAKE) --no-print-directory $(STAMP)
+	cd $(PROJECT) && ../$(PY) bench.py $(ARGS)
+
+tensorboard:  ## serve runs/ on http://localhost:6006
+	@$(MAKE) --no-print-directory $(STAMP)
+	$(VENV)/bin/tensorboard --logdir runs --port 6006
+
+lint:  ## ruff check over the whole collection
+	@$(MAKE) --no-print-directory $(STAMP)
+	$(VENV)/bin/ruff check .
