@@ -25,7 +25,7 @@ help:  ## this help
 	@echo "Targets:"
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z]+):.*## (.*)/  \1\t\2/' | expand -t 14
 	@echo
-	@echo "Projects: $(PROJECTS)"
+	@echo "Projects: $(or $(PROJECTS),none yet)"
 
 # The venv is rebuilt when a pyproject.toml is newer than the last install (stale).
 $(STAMP): $(addsuffix /pyproject.toml,$(PACKAGES))
@@ -40,7 +40,7 @@ install: $(STAMP)  ## create .venv: torch (TORCH_SPEC) first, then every package
 define check_project
 	@if [ -z "$(PROJECT)" ] || ! echo " $(PROJECTS) $(1) " | grep -q " $(PROJECT) "; then \
 	  echo "error: PROJECT='$(PROJECT)' is not a project of this collection." >&2; \
-	  echo "Projects: $(PROJECTS) $(1)" >&2; exit 2; fi
+	  echo "Projects: $(or $(strip $(PROJECTS) $(1)),none yet)" >&2; exit 2; fi
 endef
 
 # CONFIG names files in $(PROJECT)/configs/ or paths; several compose left to right.
@@ -48,24 +48,24 @@ CONFIG_ARGS = $(foreach c,$(CONFIG),--config $(if $(wildcard $(c)),$(c),$(PROJEC
 
 train:  ## fit then test the best checkpoint: make train PROJECT=p [CONFIG=...] [ARGS=...]
 	$(call check_project)
-	@$(MAKE) --no-print-directory $(STAMP)
+	@$(MAKE) --no-print-directory -s $(STAMP)
 	$(VENV)/bin/$(PROJECT) fit $(CONFIG_ARGS) --test_after_fit=true $(ARGS)
 
 test:  ## run the tests of PROJECT, or of every package when PROJECT is absent
 	$(if $(PROJECT),$(call check_project,shared-utils))
-	@$(MAKE) --no-print-directory $(STAMP)
+	@$(MAKE) --no-print-directory -s $(STAMP)
 	@set -e; for p in $(or $(PROJECT),$(PACKAGES)); do \
 	  echo "=== $$p"; (cd $$p && ../$(PY) -m pytest -q $(ARGS)); done
 
 bench:  ## regenerate PROJECT's results table and speed figures (PROJECT=shared-utils: kernels)
 	$(call check_project,shared-utils)
-	@$(MAKE) --no-print-directory $(STAMP)
+	@$(MAKE) --no-print-directory -s $(STAMP)
 	cd $(PROJECT) && ../$(PY) bench.py $(ARGS)
 
 tensorboard:  ## serve runs/ on http://localhost:6006
-	@$(MAKE) --no-print-directory $(STAMP)
+	@$(MAKE) --no-print-directory -s $(STAMP)
 	$(VENV)/bin/tensorboard --logdir runs --port 6006
 
 lint:  ## ruff check over the whole collection
-	@$(MAKE) --no-print-directory $(STAMP)
+	@$(MAKE) --no-print-directory -s $(STAMP)
 	$(VENV)/bin/ruff check .

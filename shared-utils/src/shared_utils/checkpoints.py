@@ -13,12 +13,15 @@ import torch
 from lightning.pytorch import LightningModule
 
 
-def latest_run(experiment_dir: str | Path) -> Path:
-    """The ``version_<n>`` directory with the highest n under ``experiment_dir``."""
+def latest_run(experiment_dir: str | Path, containing: str | None = None) -> Path:
+    """The ``version_<n>`` directory with the highest n under ``experiment_dir`` (among those
+    that hold the file ``containing``, e.g. ``"checkpoints/last.ckpt"``, when given)."""
     experiment_dir = Path(experiment_dir)
-    versions = [p for p in experiment_dir.glob("version_*") if p.name.removeprefix("version_").isdigit()]
+    versions = [p for p in experiment_dir.glob("version_*") if p.name.removeprefix("version_").isdigit()
+                and (containing is None or (p / containing).is_file())]
     if not versions:
-        raise FileNotFoundError(f"no run under {experiment_dir} (expected {experiment_dir}/version_<n>/)")
+        what = f"{experiment_dir}/version_<n>/{containing or ''}"
+        raise FileNotFoundError(f"no run under {experiment_dir} (expected {what})")
     return max(versions, key=lambda p: int(p.name.removeprefix("version_")))
 
 

@@ -65,7 +65,10 @@ class MetricsJson(Callback):
 
     def _end(self, trainer: Trainer) -> None:
         stage = self._STAGES.get(trainer.state.fn)
-        if stage is None or trainer.sanity_checking or not trainer.is_global_zero or trainer.log_dir is None:
+        if stage is None or trainer.sanity_checking:
+            return
+        log_dir = trainer.log_dir  # a broadcast under DDP: every rank must ask
+        if not trainer.is_global_zero or log_dir is None:
             return
         record = {
             "stage": stage,
@@ -73,7 +76,7 @@ class MetricsJson(Callback):
             "metrics": {k: float(v) for k, v in sorted(trainer.callback_metrics.items())},
             "seconds": round(time.perf_counter() - self._start, 3),
         }
-        path = Path(trainer.log_dir) / "metrics.json"
+        path = Path(log_dir) / "metrics.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(record, indent=2) + "\n")
 
@@ -121,6 +124,13 @@ class RngStates(Callback):
             torch.cuda.set_rng_state_all(states["cuda"])
 
 
+def next_version(experiment_dir: Path) -> int:
+    """One past the highest ``version_<n>`` under ``experiment_dir`` (0 for a new experiment)."""
+    numbers = [int(p.name.removeprefix("version_")) for p in experiment_dir.glob("version_*")
+               if p.name.removeprefix("version_").isdigit()]
+    return max(numbers, default=-1) + 1
+
+
 class CollectionCLI(LightningCLI):
     """LightningCLI with the collection's run directories, checkpoints and metrics.json."""
 
@@ -156,7 +166,8 @@ class CollectionCLI(LightningCLI):
         config = self.config[self.subcommand]
         ckpt = config.get("ckpt_path")
         if ckpt in ("last", "best") and not (self.subcommand == "fit" and ckpt == "best"):
-            run = latest_run(self.experiment_dir())
+            # The latest run that trained (test/validate runs have no checkpoints of their own).
+            run = latest_run(self.experiment_dir(), containing="checkpoints/last.ckpt")
             ckpt = str(find_checkpoint(run, ckpt))
             config["ckpt_path"] = ckpt
         if self.subcommand == "fit" and ckpt:
@@ -169,7 +180,10 @@ class CollectionCLI(LightningCLI):
         trainer_config = self.config_init[self.subcommand]["trainer"]
         if trainer_config.get("logger") is None:
             exp = self.experiment_dir()
-            kwargs["logger"] = TensorBoardLogger(save_dir=exp.parent, name=exp.name, version=self.version,
+            # The version is fixed here, not left to the logger: spawned DDP workers would each
+            # pick the next free one, and fit and test would land in different directories.
+            version = self.version if self.version is not None else next_version(exp)
+            kwargs["logger"] = TensorBoardLogger(save_dir=exp.parent, name=exp.name, version=version,
                                                  default_hp_metric=False)
         callbacks = list(trainer_config.get("callbacks") or [])
         if not any(isinstance(c, ModelCheckpoint) for c in callbacks):
@@ -189,8 +203,9 @@ class CollectionCLI(LightningCLI):
     def after_fit(self) -> None:
         if self.config_init["fit"].get("test_after_fit"):
             self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path="best")
-        if self.trainer.is_global_zero and self.trainer.log_dir:
-            print(f"\nRun directory: {self.trainer.log_dir}  (config.yaml, checkpoints/, metrics.json; "
+        log_dir = self.trainer.log_dir  # a broadcast under DDP: every rank must ask
+        if self.trainer.is_global_zero and log_dir:
+            print(f"\nRun directory: {log_dir}  (config.yaml, checkpoints/, metrics.json; "
                   "`make tensorboard` to look at it)")
 
 

@@ -1,0 +1,125 @@
+"""The collection's CLI contract, driven end to end on the tiny project (tiny_project.py)."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from shared_utils.checkpoints import find_checkpoint, latest_run, load_model
+from shared_utils.cli import run_cli
+from tiny_project import TinyData, TinyRegressor
+
+CONFIG = {
+    "model": {"class_path": "tiny_project.TinyRegressor"},
+    "data": {"class_path": "tiny_project.TinyData"},
+    "trainer": {"max_epochs": 3, "accelerator": "cpu", "devices": 1, "enable_progress_bar": False,
+                "enable_model_summary": False, "log_every_n_steps": 1},
+}
+EXP = Path("runs/tiny/tinyregressor")
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(CONFIG))
+    return tmp_path
+
+
+def cli(*args: str):
+    return run_cli(TinyRegressor, TinyData, project="tiny", args=[args[0], "--config", "tiny.yaml", *args[1:]])
+
+
+def metrics(run: Path) -> dict:
+    return json.loads((run / "metrics.json").read_text())
+
+
+def weights(ckpt: Path) -> dict:
+    return torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
+
+
+def test_fit_then_test_writes_the_run_directory(workdir):
+    cli("fit", "--test_after_fit=true")
+    run = EXP / "version_0"
+    assert yaml.safe_load((run / "config.yaml").read_text())["seed_everything"] == 42
+    assert (run / "checkpoints/last.ckpt").is_file() and list(run.glob("events.out.tfevents.*"))
+    best = find_checkpoint(run, "best")
+    record = metrics(run)
+    assert record["stage"] == "test" and Path(record["ckpt"]).name == best.name
+    assert set(record["metrics"]) == {"test/loss", "test/mae"} and record["seconds"] >= 0
+    # The best checkpoint is the one with the lowest monitored val/loss.
+    state = torch.load(find_checkpoint(run, "last"), weights_only=False)
+    (cb_state,) = [v for k, v in state["callbacks"].items() if k.startswith("ModelCheckpoint")]
+    assert cb_state["monitor"] == "val/loss" and Path(cb_state["best_model_path"]).name == best.name
+
+    # The saved config reruns the run, into a new directory: version_0 stays as it was.
+    before = (run / "metrics.json").read_text()
+    run_cli(TinyRegressor, TinyData, project="tiny",
+            args=["fit", "--config", str(run / "config.yaml")])
+    assert latest_run(EXP).name == "version_1" and (run / "metrics.json").read_text() == before
+    torch.testing.assert_close(weights(EXP / "version_1/checkpoints/last.ckpt"), weights(run / "checkpoints/last.ckpt"))
+
+    # Standalone test/validate of the latest run's best checkpoint, each in a run directory of its own.
+    cli("test", "--ckpt_path=best")
+    cli("validate", "--ckpt_path=last")
+    assert metrics(EXP / "version_2")["metrics"] == pytest.approx(record["metrics"])
+    assert metrics(EXP / "version_3")["stage"] == "validate"
+    assert set(metrics(EXP / "version_3")["metrics"]) == {"val/loss"}
+
+    # load_model: the module of a run directory, for inference.
+    model = load_model(run)
+    assert isinstance(model, TinyRegressor) and not model.training
+    torch.testing.assert_close(model.state_dict(), weights(best))
+
+
+def test_resume_ends_with_the_same_weights(workdir):
+    cli("fit", "--trainer.max_epochs=4", "--experiment=straight")
+    cli("fit", "--trainer.max_epochs=2", "--experiment=interrupted")
+    cli("fit", "--trainer.max_epochs=4", "--experiment=interrupted", "--ckpt_path=last")
+    straight, resumed = Path("runs/tiny/straight/version_0"), Path("runs/tiny/interrupted/version_0")
+    assert not Path("runs/tiny/interrupted/version_1").exists()  # resumed in its own directory
+    assert torch.load(resumed / "checkpoints/last.ckpt", weights_only=True)["epoch"] == 3
+    # Dropout and shuffling draw from the restored RNG states: equality is exact.
+    for key, value in weights(straight / "checkpoints/last.ckpt").items():
+        assert torch.equal(value, weights(resumed / "checkpoints/last.ckpt")[key]), key
+
+
+def test_resume_without_a_run_says_where_it_looked(workdir):
+    with pytest.raises(FileNotFoundError, match="no run under runs/tiny/tinyregressor"):
+        cli("fit", "--ckpt_path=last")
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["--model.init_args.hiden=8"], "hiden"),
+    (["--trainer.max_epochs=three"], "max_epochs"),
+    (["--data.init_args.batch_size=0.5"], "batch_size"),
+])
+def test_wrong_key_or_type_fails_clearly(workdir, capsys, args, expected):
+    with pytest.raises(SystemExit) as exit_info:
+        cli("fit", *args)
+    assert exit_info.value.code != 0
+    assert expected in capsys.readouterr().err
+    assert not Path("runs").exists()  # nothing was created by the failing run
+
+
+def test_wrong_key_in_yaml_file_fails_clearly(workdir, capsys):
+    bad = dict(CONFIG, trainer=dict(CONFIG["trainer"], max_epoch=2))
+    Path("bad.yaml").write_text(yaml.safe_dump(bad))
+    with pytest.raises(SystemExit):
+        run_cli(TinyRegressor, TinyData, project="tiny", args=["fit", "--config", "bad.yaml"])
+    assert "max_epoch" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # about 30 s: four spawned process groups start
+def test_ddp_spawn_on_two_cpu_processes(workdir):
+    cli("fit", "--test_after_fit=true", "--trainer.max_epochs=2", "--experiment=single")
+    cli("fit", "--test_after_fit=true", "--trainer.max_epochs=2", "--experiment=ddp",
+        "--trainer.strategy=ddp_spawn", "--trainer.devices=2")
+    single = metrics(Path("runs/tiny/single/version_0"))
+    ddp = metrics(Path("runs/tiny/ddp/version_0"))
+    assert ddp["stage"] == "test" and set(ddp["metrics"]) == set(single["metrics"])
+    # fit and test of the spawned workers wrote into one run directory
+    assert Path(ddp["ckpt"]).parent == Path("runs/tiny/ddp/version_0/checkpoints")
+    assert not Path("runs/tiny/ddp/version_1").exists()
+    assert all(torch.isfinite(torch.tensor(v)) for v in ddp["metrics"].values())
