@@ -34,7 +34,9 @@ $(STAMP): $(addsuffix /pyproject.toml,$(PACKAGES))
 	$(PY) -m pip install --quiet $(foreach p,$(PACKAGES),-e "$(p)[test]")
 	touch $(STAMP)
 
-install: $(STAMP)  ## create .venv: torch (TORCH_SPEC) first, then every package editable
+install:  ## (re)install .venv: torch (TORCH_SPEC) first, then every package editable
+	rm -f $(STAMP)
+	@$(MAKE) --no-print-directory $(STAMP)
 
 # Fails with the list of projects when PROJECT is missing or unknown ($(1): also accept these).
 define check_project
