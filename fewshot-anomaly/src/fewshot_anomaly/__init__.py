@@ -1,0 +1,1 @@
+"""Industrial anomaly detection and localisation from few normal images."""

@@ -1,0 +1,1 @@
+"""Dataset layouts (MVTec AD, MVTec LOCO, VisA), the synthetic generator, the datamodule."""

@@ -1,0 +1,172 @@
+"""LightningDataModules: MVTec AD, MVTec LOCO AD, VisA, and the synthetic proxy (MVTec layout).
+
+Splits, as the few-shot literature uses them:
+- train: ``k_shot`` normal training images per category (1, 2, 4, 8 or "all"), drawn with
+  ``seed``; the held-out normal images are never trained on.
+- val: ``val_images`` held-out normal images per category (MVTec LOCO: its own
+  ``validation/good``), each once as it is and once with a synthetic defect (scratch, hole,
+  stain or foreign part, exact mask), so that thresholds and checkpoint selection have
+  anomalies to work with. Never the test set.
+- test / predict: the official test split, all of it.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from lightning.pytorch import LightningDataModule
+from torch.utils.data import ConcatDataset, DataLoader
+
+from fewshot_anomaly.data.dataset import AnomalyDataset
+from fewshot_anomaly.data.formats import LAYOUTS, Sample, list_categories
+from fewshot_anomaly.data.synthetic import add_defect, ensure_synthetic
+
+VALIDATION_DEFECTS = ("scratch", "hole", "stain", "extra")
+
+
+def synthetic_defect(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A random generic defect on a normal image (validation anomalies); the dataset labels
+    the item anomalous because the returned mask is not empty."""
+    defective, defect_mask = add_defect(image, str(rng.choice(VALIDATION_DEFECTS)), rng)
+    return defective, mask | defect_mask
+
+
+class AnomalyDataModule(LightningDataModule):
+    """Common splits and loaders; subclasses name the on-disk layout.
+
+    Args:
+        root: dataset root, in the official layout of the subclass.
+        category: a category, a list of them, or "all" (every category folder present).
+        k_shot: normal training images per category: an int or "all".
+        image_size: images are resized to image_size x image_size.
+        val_images: held-out normal images per category for validation.
+        batch_size, num_workers: DataLoader settings.
+        seed: seed of the k-shot draw, the held-out split and the validation defects.
+    """
+
+    layout: str = "mvtec_ad"
+    train_split, val_split, test_split = "train", None, "test"
+
+    def __init__(self, root: str, category: str | list[str] = "all", k_shot: int | Literal["all"] = "all",
+                 image_size: int = 128, val_images: int = 10, batch_size: int = 16, num_workers: int = 0,
+                 seed: int = 0) -> None:
+        super().__init__()
+        if k_shot != "all" and (not isinstance(k_shot, int) or k_shot < 1):
+            raise ValueError(f"k_shot must be a positive int or 'all', got {k_shot!r}")
+        self.root = Path(root)
+        self.category = category
+        self.k_shot = k_shot
+        self.image_size = image_size
+        self.val_images = val_images
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.seed = seed
+        self._splits: dict[str, list[Sample]] | None = None
+
+    @property
+    def categories(self) -> list[str]:
+        if self.category == "all":
+            return list_categories(self.dataset_root(), self.layout)
+        return [self.category] if isinstance(self.category, str) else list(self.category)
+
+    def dataset_root(self) -> Path:
+        return self.root
+
+    def splits(self) -> dict[str, list[Sample]]:
+        """train / val / test samples of every category (computed once)."""
+        if self._splits is None:
+            root, index = self.dataset_root(), LAYOUTS[self.layout]
+            splits: dict[str, list[Sample]] = {"train": [], "val": [], "test": []}
+            for category in self.categories:
+                normal = [s for s in index(root, category, self.train_split) if s.label == 0]
+                rng = random.Random(f"{self.seed}/{category}")  # a category's draw ignores the others
+                rng.shuffle(normal)
+                if self.val_split is not None:
+                    held_out = [s for s in index(root, category, self.val_split) if s.label == 0]
+                    held_out = held_out[: self.val_images]
+                else:
+                    held_out, normal = normal[: self.val_images], normal[self.val_images:]
+                    if not normal:
+                        raise ValueError(f"{root}/{category}: {len(held_out)} normal training images, all held "
+                                         f"out for validation; lower val_images (now {self.val_images})")
+                k = len(normal) if self.k_shot == "all" else self.k_shot
+                if k > len(normal):
+                    raise ValueError(f"{root}/{category}: k_shot={k} but only {len(normal)} normal training "
+                                     "images remain after holding out the validation images")
+                splits["train"] += sorted(normal[:k], key=lambda s: s.image)
+                splits["val"] += held_out
+                splits["test"] += index(root, category, self.test_split)
+            self._splits = splits
+        return self._splits
+
+    def _loader(self, dataset, shuffle: bool = False) -> DataLoader:
+        return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
+                          persistent_workers=self.num_workers > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(AnomalyDataset(self.splits()["train"], self.image_size), shuffle=True)
+
+    def fit_dataloader(self) -> DataLoader:
+        """The training images in order, for one pass of statistics fitting."""
+        return self._loader(AnomalyDataset(self.splits()["train"], self.image_size))
+
+    def val_dataloader(self) -> DataLoader:
+        held_out = self.splits()["val"]
+        clean = AnomalyDataset(held_out, self.image_size)
+        defective = AnomalyDataset(held_out, self.image_size, transform=synthetic_defect, seed=self.seed)
+        return self._loader(ConcatDataset([clean, defective]))
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(AnomalyDataset(self.splits()["test"], self.image_size))
+
+    def predict_dataloader(self) -> DataLoader:
+        return self.test_dataloader()
+
+
+class MVTecAD(AnomalyDataModule):
+    """MVTec AD (Bergmann et al., CVPR 2019):
+    ``<root>/<category>/{train/good, test/<defect>, ground_truth/<defect>/<stem>_mask.png}``."""
+
+    layout = "mvtec_ad"
+
+
+class MVTecLOCO(AnomalyDataModule):
+    """MVTec LOCO AD (Bergmann et al., IJCV 2022): logical and structural anomalies; its own
+    ``validation/good`` split is the held-out set."""
+
+    layout = "mvtec_loco"
+    val_split = "validation"
+
+
+class VisA(AnomalyDataModule):
+    """VisA (Zou et al., ECCV 2022): ``<root>/split_csv/1cls.csv`` lists the splits."""
+
+    layout = "visa"
+
+
+class Synthetic(MVTecAD):
+    """The procedural proxy (data/synthetic.py), written once in the MVTec AD layout under
+    ``cache_dir`` and read by the MVTec AD loader: textures (fabric, wood) and objects with
+    pose jitter (circuit, screws), each with scratch, hole, stain and missing/extra-part
+    defects with exact masks.
+
+    Args:
+        cache_dir: where the generated dataset is cached (one folder per generator setting).
+        generated_size: image size the generator draws at.
+        n_train, n_test_good, n_test_per_defect: images per category.
+        Other arguments: as ``AnomalyDataModule``.
+    """
+
+    def __init__(self, cache_dir: str = ".cache/fewshot-anomaly", category: str | list[str] = "all",
+                 k_shot: int | Literal["all"] = "all", image_size: int = 128, val_images: int = 10,
+                 batch_size: int = 16, num_workers: int = 0, seed: int = 0, generated_size: int = 128,
+                 n_train: int = 60, n_test_good: int = 20, n_test_per_defect: int = 10) -> None:
+        super().__init__(cache_dir, category, k_shot, image_size, val_images, batch_size, num_workers, seed)
+        self.generator_args = {"image_size": generated_size, "n_train": n_train, "n_test_good": n_test_good,
+                               "n_test_per_defect": n_test_per_defect}
+
+    def dataset_root(self) -> Path:
+        return ensure_synthetic(self.root, **self.generator_args)

@@ -1,0 +1,246 @@
+"""Index builders for the official on-disk layouts of the three industrial anomaly benchmarks.
+
+- MVTec AD (Bergmann et al., "MVTec AD - A Comprehensive Real-World Dataset for Unsupervised Anomaly
+  Detection", CVPR 2019): ``<root>/<category>/{train/good,test/<defect>,ground_truth/<defect>/<stem>_mask.png}``.
+- MVTec LOCO AD (Bergmann et al., "Beyond Dents and Scratches: Logical Constraints in Unsupervised Anomaly
+  Detection and Localization", IJCV 2022): ``<root>/<category>/{train/good,validation/good,test/<defect>}``
+  with one mask *folder* per anomalous image, ``ground_truth/<defect>/<stem>/*.png``, whose files are ORed.
+- VisA (Zou et al., "SPot-the-Difference Self-Supervised Pre-training for Anomaly Detection and
+  Segmentation", ECCV 2022): the split file ``<root>/split_csv/1cls.csv`` shipped with the dataset lists
+  every image and mask relative to ``<root>``.
+
+Each builder returns a sorted list of :class:`Sample` (paths only, nothing is decoded here) so that the
+same :class:`~fewshot_anomaly.data.dataset.AnomalyDataset` reads all three. A missing or malformed layout
+raises :class:`DatasetLayoutError` naming the path, the expected layout and what was found: never an empty
+list, never a silently skipped image.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+MVTEC_AD_LAYOUT = "MVTec AD layout <root>/<category>/{train/good,test/<defect>,ground_truth/<defect>/<stem>_mask.png}"
+MVTEC_LOCO_LAYOUT = (
+    "MVTec LOCO AD layout <root>/<category>/{train/good,validation/good,test/<defect>,"
+    "ground_truth/<defect>/<stem>/*.png}"
+)
+VISA_LAYOUT = (
+    "VisA layout <root>/split_csv/1cls.csv (columns object,split,label,image,mask; paths relative to <root>) "
+    "with images and masks under <root>/<category>/Data/{Images,Masks}"
+)
+VISA_COLUMNS = ("object", "split", "label", "image", "mask")
+# MVTec AD and LOCO ship PNGs only; anything else in their folders (e.g. a stray .DS_Store) is not an image.
+PNG = ".png"
+# Long folder listings in error messages are cut: the first names are enough to recognise a wrong root.
+MAX_LISTED = 20
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One image of a benchmark, as paths: decoding happens in the Dataset, not at indexing time."""
+
+    image: Path
+    masks: tuple[Path, ...]  # empty for normal images; several are ORed (MVTec LOCO)
+    label: int  # 0 normal, 1 anomalous
+    defect: str  # "good" or the defect type
+    category: str
+
+
+class DatasetLayoutError(ValueError):
+    """The files on disk do not follow the expected benchmark layout (message: path, expected, found)."""
+
+
+def _listing(folder: Path) -> str:
+    """Sorted names in ``folder`` (folders end with '/'), cut after MAX_LISTED, for error messages."""
+    names = sorted(p.name + ("/" if p.is_dir() else "") for p in folder.iterdir())
+    more = f" ... ({len(names) - MAX_LISTED} more)" if len(names) > MAX_LISTED else ""
+    return f"{names[:MAX_LISTED]}{more}"
+
+
+def _found(folder: Path) -> str:
+    """What an error message reports as found at ``folder``: its listing, or that it does not exist."""
+    return f"found in {folder}: {_listing(folder)}" if folder.is_dir() else f"found nothing: {folder} does not exist"
+
+
+def _not_found(path: Path, root: Path, expected: str) -> DatasetLayoutError:
+    """Error for a missing ``path``: shows the contents of its closest existing ancestor, up to ``root``."""
+    existing = path.parent
+    while existing != root and not existing.is_dir():
+        existing = existing.parent
+    return DatasetLayoutError(f"{path} not found: expected the {expected}; {_found(existing)}")
+
+
+def _check_split(split: str, splits: tuple[str, ...], layout: str) -> None:
+    if split not in splits:
+        raise ValueError(f"unknown {layout} split {split!r}: expected one of {list(splits)}")
+
+
+def _category_dir(root: Path, category: str, layout: str, expected: str) -> Path:
+    """``<root>/<category>``, or an error that lists the categories present (a typo is the usual cause)."""
+    folder = root / category
+    if not root.is_dir():
+        raise _not_found(folder, root, expected)
+    if not folder.is_dir():
+        # No category at all usually means the root is one level off: then show what the root holds.
+        present = list_categories(root, layout)
+        found = f"categories present in {root}: {present}" if present else _found(root)
+        raise DatasetLayoutError(f"{folder} not found: expected the {expected}; {found}")
+    return folder
+
+
+def _pngs(folder: Path, root: Path, expected: str) -> list[Path]:
+    """Sorted PNGs of a folder that must exist and hold at least one (an empty split is a broken download)."""
+    if not folder.is_dir():
+        raise _not_found(folder, root, expected)
+    images = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() == PNG)
+    if not images:
+        raise DatasetLayoutError(f"no {PNG} images in {folder}: expected the {expected}; found: {_listing(folder)}")
+    return images
+
+
+def _defect_dirs(test_dir: Path, root: Path, expected: str) -> list[Path]:
+    """The ``test/<defect>`` folders; ``test/good`` must be among them, since metrics need normal test images."""
+    _pngs(test_dir / "good", root, expected)
+    return sorted(p for p in test_dir.iterdir() if p.is_dir())
+
+
+def mvtec_ad(root: str | Path, category: str, split: str) -> list[Sample]:
+    """Index MVTec AD (Bergmann et al. CVPR 2019): ``train`` is normal only, ``test`` mixes good and defects.
+
+    The mask of ``test/<defect>/<stem>.png`` is ``ground_truth/<defect>/<stem>_mask.png``; a missing mask
+    is an error rather than an all-normal mask, which would silently distort pixel-level metrics.
+    """
+    _check_split(split, ("train", "test"), "MVTec AD")
+    root = Path(root)
+    folder = _category_dir(root, category, "mvtec_ad", MVTEC_AD_LAYOUT)
+    if split == "train":
+        images = _pngs(folder / "train" / "good", root, MVTEC_AD_LAYOUT)
+        return [Sample(image, (), 0, "good", category) for image in images]
+
+    samples = []
+    for defect_dir in _defect_dirs(folder / "test", root, MVTEC_AD_LAYOUT):
+        defect = defect_dir.name
+        for image in _pngs(defect_dir, root, MVTEC_AD_LAYOUT):
+            if defect == "good":
+                samples.append(Sample(image, (), 0, defect, category))
+                continue
+            mask = folder / "ground_truth" / defect / f"{image.stem}_mask{PNG}"
+            if not mask.is_file():
+                raise DatasetLayoutError(
+                    f"anomalous image {image} has no mask: expected {mask} ({MVTEC_AD_LAYOUT}); {_found(mask.parent)}"
+                )
+            samples.append(Sample(image, (mask,), 1, defect, category))
+    return sorted(samples, key=lambda s: s.image)
+
+
+def mvtec_loco(root: str | Path, category: str, split: str) -> list[Sample]:
+    """Index MVTec LOCO AD (Bergmann et al. IJCV 2022): ``train``/``validation`` normal, ``test`` mixed.
+
+    Test defects are ``logical_anomalies`` and ``structural_anomalies``. Each anomalous image has a mask
+    folder ``ground_truth/<defect>/<stem>/`` with one PNG per annotated region (pixel values are region ids,
+    nonzero = anomalous); the Dataset ORs them into one binary mask.
+    """
+    _check_split(split, ("train", "validation", "test"), "MVTec LOCO AD")
+    root = Path(root)
+    folder = _category_dir(root, category, "mvtec_loco", MVTEC_LOCO_LAYOUT)
+    if split in ("train", "validation"):
+        images = _pngs(folder / split / "good", root, MVTEC_LOCO_LAYOUT)
+        return [Sample(image, (), 0, "good", category) for image in images]
+
+    samples = []
+    for defect_dir in _defect_dirs(folder / "test", root, MVTEC_LOCO_LAYOUT):
+        defect = defect_dir.name
+        for image in _pngs(defect_dir, root, MVTEC_LOCO_LAYOUT):
+            if defect == "good":
+                samples.append(Sample(image, (), 0, defect, category))
+                continue
+            mask_dir = folder / "ground_truth" / defect / image.stem
+            if not mask_dir.is_dir():
+                raise DatasetLayoutError(
+                    f"anomalous image {image} has no mask folder: expected {mask_dir}/*{PNG} ({MVTEC_LOCO_LAYOUT}); "
+                    f"{_found(mask_dir.parent)}"
+                )
+            masks = sorted(p for p in mask_dir.iterdir() if p.is_file() and p.suffix.lower() == PNG)
+            if not masks:
+                raise DatasetLayoutError(
+                    f"mask folder {mask_dir} of anomalous image {image} holds no {PNG}: expected the "
+                    f"{MVTEC_LOCO_LAYOUT}; found: {_listing(mask_dir)}"
+                )
+            samples.append(Sample(image, tuple(masks), 1, defect, category))
+    return sorted(samples, key=lambda s: s.image)
+
+
+def visa(root: str | Path, category: str, split: str) -> list[Sample]:
+    """Index VisA (Zou et al. ECCV 2022) from its official one-class split ``split_csv/1cls.csv``.
+
+    Rows are ``object,split,label,image,mask`` with label ``normal``/``anomaly`` and paths relative to
+    ``<root>``. VisA does not name defect types in the split, so anomalies get the defect ``"anomaly"``.
+    Errors name the csv line so that a corrupted extraction can be traced to the row that points at it.
+    """
+    _check_split(split, ("train", "test"), "VisA")
+    root = Path(root)
+    _category_dir(root, category, "visa", VISA_LAYOUT)
+    csv_path = root / "split_csv" / "1cls.csv"
+    if not csv_path.is_file():
+        raise _not_found(csv_path, root, VISA_LAYOUT)
+
+    samples = []
+    objects = set()
+    with csv_path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        missing_columns = [c for c in VISA_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing_columns:
+            raise DatasetLayoutError(
+                f"{csv_path} lacks columns {missing_columns}: expected the {VISA_LAYOUT}; "
+                f"found header: {reader.fieldnames}"
+            )
+        for row in reader:
+            where = f"{csv_path} line {reader.line_num}"
+            objects.add(row["object"])
+            if row["object"] != category or row["split"] != split:
+                continue
+            if row["label"] not in ("normal", "anomaly"):
+                raise DatasetLayoutError(f"{where}: label {row['label']!r} is neither 'normal' nor 'anomaly'")
+            image = root / row["image"]
+            if not image.is_file():
+                raise DatasetLayoutError(f"{where}: image {image} not found (expected the {VISA_LAYOUT})")
+            if row["label"] == "normal":
+                samples.append(Sample(image, (), 0, "good", category))
+                continue
+            mask = root / row["mask"]
+            if not row["mask"] or not mask.is_file():
+                raise DatasetLayoutError(
+                    f"{where}: mask {mask if row['mask'] else '(empty)'} of anomalous image {image} not found "
+                    f"(expected the {VISA_LAYOUT})"
+                )
+            samples.append(Sample(image, (mask,), 1, "anomaly", category))
+    if not samples:
+        raise DatasetLayoutError(
+            f"{csv_path} has no {split!r} rows for object {category!r}: expected the {VISA_LAYOUT}; "
+            f"objects found: {sorted(objects)}"
+        )
+    return sorted(samples, key=lambda s: s.image)
+
+
+LAYOUTS: dict[str, Callable[[str | Path, str, str], list[Sample]]] = {
+    "mvtec_ad": mvtec_ad,
+    "mvtec_loco": mvtec_loco,
+    "visa": visa,
+}
+# The folder that marks a category in each layout; it tells categories apart from licence and readme files
+# (MVTec) and from split_csv (VisA).
+_CATEGORY_MARKER = {"mvtec_ad": "train", "mvtec_loco": "train", "visa": "Data"}
+
+
+def list_categories(root: str | Path, layout: str) -> list[str]:
+    """Category folders present under ``root`` for ``layout`` (``"mvtec_ad"``, ``"mvtec_loco"`` or ``"visa"``)."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}: expected one of {list(LAYOUTS)}")
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetLayoutError(f"dataset root {root} not found (layout {layout!r})")
+    marker = _CATEGORY_MARKER[layout]
+    return sorted(p.name for p in root.iterdir() if (p / marker).is_dir())

@@ -1,0 +1,1 @@
+"""Lightning modules: the thin layer that fits, evaluates and predicts with models/."""

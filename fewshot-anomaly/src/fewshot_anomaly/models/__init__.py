@@ -1,0 +1,1 @@
+"""Plain PyTorch anomaly models (no Lightning): lift them into any code base."""
