@@ -178,3 +178,11 @@ def test_density_on_imagenet_features_finds_a_defect_without_training():
         defect_maps, defect_scores = model(defect)
     assert defect_scores.min() > normal_scores.max()
     assert (defect_maps[:, 8:20, 10:22].mean((1, 2)) > normal_maps.amax((1, 2))).all()
+
+
+def test_one_shot_density_is_the_euclidean_distance():
+    density = GaussianDensity()
+    x = torch.randn(1, 5)
+    density.fit(x)  # a single embedding (k_shot=1): no covariance to estimate
+    y = torch.randn(3, 5)
+    torch.testing.assert_close(density(y), (y - x).norm(dim=1))

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
+from fewshot_anomaly.models.filters import gaussian_blur2d
 from fewshot_anomaly.models.patchcore import (
     PatchCore,
     coreset_indices,
-    gaussian_blur2d,
     greedy_coreset,
     nearest_neighbors,
     reweighted_scores,

@@ -58,7 +58,9 @@ class AnomalyModule(LightningModule):
         self.models = nn.ModuleDict()
         self.trainable = bool(getattr(model, "trainable", False))
         self._metrics: dict[str, AnomalyMetrics] = {}
-        self._thresholds: dict[str, float] = {}
+        self._thresholds: dict[str, float] = {}  # F1-optimal pixel threshold per category, from validation
+        self._shown: dict[str, int] = {}  # test images drawn so far, per category and label
+        self._picture = 0  # TensorBoard step of the next picture
         self._predictions: list[list] = []
 
     # -- categories ----------------------------------------------------------------------
@@ -72,10 +74,14 @@ class AnomalyModule(LightningModule):
         if self.trainer is not None and self.trainer.datamodule is not None:
             self.add_categories(self.trainer.datamodule.categories)
 
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["pixel_thresholds"] = self._thresholds
+
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         # load_model() outside a Trainer: create the category models the checkpoint holds.
         names = {k.split(".")[1] for k in checkpoint["state_dict"] if k.startswith("models.")}
         self.add_categories(sorted(names))
+        self._thresholds = checkpoint.get("pixel_thresholds", {})
 
     def _by_category(self, batch: dict) -> list[tuple[str, Tensor]]:
         """(category, index tensor) groups of a batch, in first-appearance order."""
@@ -156,24 +162,30 @@ class AnomalyModule(LightningModule):
         self._log_metrics("test")
 
     def _visualize(self, batch: dict, idx: Tensor, maps: Tensor, category: str) -> None:
-        """TensorBoard rows of input | ground truth | heat-map overlay | thresholded map."""
-        shown = getattr(self, "_shown", {})
-        self._shown = shown
-        if shown.get(category, 0) >= self.hparams.num_visualized:
-            return
+        """TensorBoard rows of input | ground truth | heat-map overlay | thresholded map, for the
+        first num_visualized/2 normal and num_visualized/2 defective test images of a category.
+        With a validation threshold t the colour scale is [0, 2t] (t mid-scale), the same for all."""
         threshold = self._thresholds.get(category)
         rows = []
-        for k, i in enumerate(idx.tolist()[: self.hparams.num_visualized - shown.get(category, 0)]):
+        for k, i in enumerate(idx.tolist()):
+            key = f"{category}/{int(batch['label'][i])}"
+            if self._shown.get(key, 0) >= self.hparams.num_visualized // 2:
+                continue
+            self._shown[key] = self._shown.get(key, 0) + 1
             image, mask, heat = batch["image"][i].cpu(), batch["mask"][i].cpu(), maps[k].cpu()
-            limit = threshold if threshold is not None else float(heat.max())
-            binary = (heat >= limit).float() if threshold is not None else torch.zeros_like(heat)
-            rows += [image, mask.expand(3, -1, -1), heatmap_overlay(image, heat), binary.expand(3, -1, -1)]
-        shown[category] = shown.get(category, 0) + len(rows) // 4
-        grid = image_grid(torch.stack(rows), nrow=4)
-        log_image(self.logger, f"test/{category}/input_mask_overlay_threshold", grid, self.global_step + len(shown))
+            if threshold is None:
+                overlay, binary = heatmap_overlay(image, heat), torch.zeros_like(heat)
+            else:
+                overlay = heatmap_overlay(image, heat, vmin=0.0, vmax=2 * threshold)
+                binary = (heat >= threshold).float()
+            rows += [image, mask.expand(3, -1, -1), overlay, binary.expand(3, -1, -1)]
+        if rows:
+            self._picture += 1
+            grid = image_grid(torch.stack(rows), nrow=4)
+            log_image(self.logger, f"test/{category}/input_mask_overlay_threshold", grid, self._picture)
 
     def on_test_epoch_start(self) -> None:
-        self._shown = {}
+        self._shown, self._picture = {}, 0
 
     # -- predict: maps and scores to disk ----------------------------------------------------
 

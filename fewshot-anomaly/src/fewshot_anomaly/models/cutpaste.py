@@ -205,10 +205,14 @@ class GaussianDensity(nn.Module):
         return self.mean.numel() > 0
 
     def fit(self, embeddings: Tensor) -> None:
-        if embeddings.shape[0] < 2:
-            raise ValueError(f"a Gaussian needs at least 2 embeddings, got {embeddings.shape[0]}")
+        if embeddings.shape[0] == 0:
+            raise ValueError("a Gaussian needs at least 1 embedding, got none")
         X = embeddings.double()  # inverse of a nearly singular shrunk covariance: double precision
-        cov, _ = ledoit_wolf(X)
+        if X.shape[0] == 1:
+            # 1-shot: no spread to estimate; the identity makes the score the Euclidean distance.
+            cov = torch.eye(X.shape[1], dtype=X.dtype, device=X.device)
+        else:
+            cov, _ = ledoit_wolf(X)
         self.mean = X.mean(0).to(embeddings.dtype)
         self.inv_cov = torch.linalg.inv(cov).to(embeddings.dtype)
 

@@ -24,29 +24,14 @@ mean and covariance without storing the embeddings, so memory does not grow with
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from fewshot_anomaly.models.filters import gaussian_blur2d
 from shared_utils.backbones import create_backbone
-
-
-def gaussian_blur(maps: Tensor, sigma: float) -> Tensor:
-    """Separable Gaussian smoothing of (B, H, W) maps; kernel of 2*ceil(4 sigma)+1 taps like
-    scipy/anomalib, reflect padding."""
-    if sigma <= 0:
-        return maps
-    radius = math.ceil(4 * sigma)
-    x = torch.arange(-radius, radius + 1, dtype=maps.dtype, device=maps.device)
-    kernel = torch.exp(-0.5 * (x / sigma) ** 2)
-    kernel = kernel / kernel.sum()
-    out = maps[:, None]
-    out = F.conv2d(F.pad(out, (radius, radius, 0, 0), mode="reflect"), kernel.view(1, 1, 1, -1))
-    out = F.conv2d(F.pad(out, (0, 0, radius, radius), mode="reflect"), kernel.view(1, 1, -1, 1))
-    return out[:, 0]
 
 
 class PaDiM(nn.Module):
@@ -142,5 +127,5 @@ class PaDiM(nn.Module):
     def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
         distances = self.mahalanobis(self.embed(images))
         maps = F.interpolate(distances[:, None], size=images.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
-        maps = gaussian_blur(maps, self.sigma)
+        maps = gaussian_blur2d(maps[:, None], self.sigma)[:, 0]
         return maps, maps.flatten(1).amax(dim=1)
