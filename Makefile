@@ -31,7 +31,8 @@ help:  ## this help
 $(STAMP): $(addsuffix /pyproject.toml,$(PACKAGES))
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet $(TORCH_SPEC)
-	$(PY) -m pip install --quiet $(foreach p,$(PACKAGES),-e "$(p)[test]")
+	$(PY) -m pip install --quiet -e "shared-utils[test]"
+	$(if $(PROJECTS),$(PY) -m pip install --quiet $(foreach p,$(PROJECTS),-e "$(p)[test]"))
 	touch $(STAMP)
 
 install:  ## (re)install .venv: torch (TORCH_SPEC) first, then every package editable
