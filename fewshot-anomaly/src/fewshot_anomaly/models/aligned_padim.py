@@ -62,6 +62,8 @@ class AlignedPaDiM(PaDiM):
         iterations, eps: ECC stopping criteria.
     """
 
+    fitted_buffers = (*PaDiM.fitted_buffers, "reference")
+
     def __init__(self, backbone: str = "efficientnet_lite0", weights: str | None = "imagenet",
                  strides: Sequence[int] = (4, 8, 16), d: int = 100, epsilon: float = 0.01, sigma: float = 4.0,
                  seed: int = 0, align_size: int = 64, iterations: int = 100, eps: float = 1e-5) -> None:
@@ -110,8 +112,3 @@ class AlignedPaDiM(PaDiM):
         # Back to the input's frame; outside the reference frame the nearest value is repeated.
         maps = warp_images(maps[:, None], invert_warps(warps), padding_mode="border")[:, 0]
         return maps, maps.flatten(1).amax(dim=1)
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        if prefix + "reference" in state_dict:
-            self.reference = torch.empty_like(state_dict[prefix + "reference"])
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)

@@ -49,6 +49,7 @@ class PaDiM(nn.Module):
     """
 
     trainable = False
+    fitted_buffers = ("mean", "inv_covariance")  # sized by the data, resized on load
 
     def __init__(self, backbone: str = "efficientnet_lite0", weights: str | None = "imagenet",
                  strides: Sequence[int] = (4, 8, 16), d: int = 100, epsilon: float = 0.01, sigma: float = 4.0,
@@ -106,7 +107,7 @@ class PaDiM(nn.Module):
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # The statistics are sized by the data: take the incoming shapes before loading.
-        for name in ("mean", "inv_covariance"):
+        for name in self.fitted_buffers:
             if prefix + name in state_dict:
                 setattr(self, name, torch.empty_like(state_dict[prefix + name]))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
