@@ -1,0 +1,1 @@
+"""3D human pose forecasting and estimation from sequences, robust to missing frames."""

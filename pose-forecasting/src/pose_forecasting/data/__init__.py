@@ -1,0 +1,1 @@
+"""Human3.6M / AMASS loaders, the synthetic generator, cameras, windows and the datamodules."""

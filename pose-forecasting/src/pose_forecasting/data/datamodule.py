@@ -1,0 +1,194 @@
+"""LightningDataModules: Human3.6M, its synthetic proxy (same format, same loader) and AMASS.
+
+A batch is a dict:
+
+- ``history`` ``(B, T_in, J, 3)`` and ``future`` ``(B, T_out, J, 3)``: the joints the models see, metres
+  (H36M: the 22 used joints; AMASS: 18);
+- ``future_full`` ``(B, T_out, 32, 3)`` (Human3.6M only): the 32-joint ground truth the evaluation
+  protocol writes predictions into (see :mod:`pose_forecasting.metrics`);
+- ``action``, ``subject``, ``start`` (lists/tensor): where the window comes from;
+- with ``with_2d=True``: ``keypoints_2d`` ``(B, T_in, J, 2)`` (MotionBERT-normalised), ``confidence``
+  ``(B, T_in, J)`` and ``camera_R`` ``(B, 3, 3)`` (world -> camera), from the H36M-like cameras with
+  detector-like noise (:mod:`pose_forecasting.data.cameras`).
+
+Training windows are taken at ``train_stride`` from every training sequence and reversed in time with
+probability ``reverse_prob`` (siMLPe's augmentation); validation uses all windows of the validation
+subject at stride 10; test uses ``protocol``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from lightning.pytorch import LightningDataModule
+from torch.utils.data import DataLoader, Dataset
+
+from pose_forecasting.data import h36m
+from pose_forecasting.data.skeleton import JOINTS_USED
+
+Key = tuple
+
+
+class PoseWindows(Dataset):
+    """Fixed-length windows cut from sequences whose forward kinematics was done once at load time."""
+
+    def __init__(self, sequences: dict[Key, np.ndarray], index: list[tuple[Key, int]], input_frames: int,
+                 output_frames: int, joints: np.ndarray, keep_full: bool, reverse_prob: float = 0.0,
+                 with_2d: bool = False, seed: int = 0) -> None:
+        self.sequences, self.index = sequences, index
+        self.input_frames, self.length = input_frames, input_frames + output_frames
+        self.joints, self.keep_full = joints, keep_full
+        self.reverse_prob, self.with_2d, self.seed = reverse_prob, with_2d, seed
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int) -> dict:
+        key, start = self.index[i]
+        window = self.sequences[key][start:start + self.length]
+        if self.reverse_prob and np.random.random() < self.reverse_prob:
+            window = window[::-1]
+        window = torch.from_numpy(np.ascontiguousarray(window))
+        item = {"history": window[:self.input_frames, self.joints], "future": window[self.input_frames:, self.joints],
+                "subject": str(key[0]), "action": str(key[1]), "start": start}
+        if self.keep_full:
+            item["future_full"] = window[self.input_frames:]
+        if self.with_2d:
+            from pose_forecasting.data.observations import observe_2d
+
+            # Training draws a fresh camera and noise each time; evaluation is seeded by the index.
+            generator = None if self.reverse_prob else torch.Generator().manual_seed(self.seed * 1_000_003 + i)
+            item.update(observe_2d(item["history"], generator))
+        return item
+
+
+class PoseDataModule(LightningDataModule):
+    """Windows of ``input_frames`` observed + ``output_frames`` future frames at 25 fps.
+
+    Subclasses implement :meth:`load` (split -> sequences) and say which joints the models see.
+    """
+
+    joints: np.ndarray = JOINTS_USED
+    keep_full = False  # the 32-joint ground truth for the Human3.6M evaluation protocol
+
+    def __init__(self, root: str, protocol: str = "256", input_frames: int = 50, output_frames: int = 25,
+                 train_stride: int = 2, reverse_prob: float = 0.5, batch_size: int = 256, num_workers: int = 0,
+                 with_2d: bool = False) -> None:
+        super().__init__()
+        if protocol not in ("256", "all"):
+            raise ValueError(f"data.init_args.protocol must be '256' or 'all', got {protocol!r}")
+        self.root, self.protocol = root, protocol
+        self.input_frames, self.output_frames = input_frames, output_frames
+        self.train_stride, self.reverse_prob = train_stride, reverse_prob
+        self.batch_size, self.num_workers, self.with_2d = batch_size, num_workers, with_2d
+        self.datasets: dict[str, PoseWindows] = {}
+
+    def load(self, split: str) -> dict[Key, np.ndarray]:
+        raise NotImplementedError
+
+    def test_windows(self, sequences: dict[Key, np.ndarray]) -> list[tuple[Key, int]]:
+        return h36m.windows(sequences, self.input_frames, self.output_frames, self.protocol)
+
+    def _dataset(self, split: str) -> PoseWindows:
+        if split not in self.datasets:
+            sequences = self.load(split)
+            if split == "test":
+                index = self.test_windows(sequences)
+            else:
+                stride = self.train_stride if split == "train" else 10
+                index = h36m.windows(sequences, self.input_frames, self.output_frames, "all", stride)
+            self.datasets[split] = PoseWindows(
+                sequences, index, self.input_frames, self.output_frames, self.joints, self.keep_full,
+                reverse_prob=self.reverse_prob if split == "train" else 0.0, with_2d=self.with_2d,
+                seed={"train": 0, "val": 1, "test": 2}[split])
+        return self.datasets[split]
+
+    def setup(self, stage: str) -> None:
+        splits = {"fit": ["train", "val"], "validate": ["val"], "test": ["test"], "predict": ["test"]}[stage]
+        for split in splits:
+            self._dataset(split)
+
+    def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
+        return DataLoader(self._dataset(split), batch_size=self.batch_size, shuffle=shuffle,
+                          num_workers=self.num_workers, drop_last=shuffle, persistent_workers=self.num_workers > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test")
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("test")
+
+
+class H36M(PoseDataModule):
+    """Human3.6M expmap release: train S1,6,7,8,9 / val S11 / test S5, 15 actions, 22 joints predicted.
+
+    ``root`` is the folder holding ``S1/ ... S11/`` (e.g. ``/data/h3.6m/dataset``).
+    """
+
+    keep_full = True
+
+    def __init__(self, root: str, actions: list[str] | None = None, **kwargs) -> None:
+        super().__init__(root, **kwargs)
+        unknown = sorted(set(actions or []) - set(h36m.ACTIONS))
+        if unknown:
+            raise ValueError(f"data.init_args.actions: unknown {unknown}; Human3.6M actions are {h36m.ACTIONS}")
+        self.actions = tuple(actions) if actions else h36m.ACTIONS
+
+    def load(self, split: str) -> dict[Key, np.ndarray]:
+        return h36m.load_h36m(self.root, h36m.SUBJECTS[split], self.actions)
+
+
+class Synthetic(H36M):
+    """The synthetic proxy: generated once into ``root`` in the Human3.6M expmap format, then read by the
+    same loader, forward kinematics and protocols as the real data (:mod:`pose_forecasting.data.synthetic`)."""
+
+    def __init__(self, root: str = ".cache/pose-forecasting/h36m-synthetic", lines: int = 1000, **kwargs) -> None:
+        super().__init__(root, **kwargs)
+        self.lines = lines
+
+    def prepare_data(self) -> None:
+        from pose_forecasting.data.synthetic import ensure_synthetic
+
+        ensure_synthetic(Path(self.root), frames=self.lines)
+
+    def load(self, split: str) -> dict[Key, np.ndarray]:
+        self.prepare_data()  # no-op when present; also covers setup() without prepare_data (notebooks)
+        return super().load(split)
+
+
+class AMASS(PoseDataModule):
+    """AMASS with the standard subset split (test: BioMotionLab_NTroje), 25 fps, 18 joints predicted,
+    forward kinematics from a user-provided skeleton file (``p3d0``, ``parents``), all windows tested."""
+
+    def __init__(self, root: str, skeleton: str, protocol: str = "all", **kwargs) -> None:
+        if protocol != "all":
+            raise ValueError("data.init_args.protocol: AMASS is evaluated on all windows ('all'); the '256' "
+                             "protocol is defined for the Human3.6M action pairs only")
+        super().__init__(root, protocol=protocol, **kwargs)
+        from pose_forecasting.data.amass import AMASS_JOINTS_USED
+
+        self.skeleton = skeleton
+        self.joints = np.asarray(AMASS_JOINTS_USED)
+
+    def load(self, split: str) -> dict[Key, np.ndarray]:
+        """``{(subset, subject/name, 0): joints}``; sequences shorter than one window are left out, as
+        HisRepItself and siMLPe do (they yield no window)."""
+        from pose_forecasting.data.amass import load_amass
+
+        sequences = {}
+        for name, joints in load_amass(self.root, split, self.skeleton):
+            subset, rest = name.split("/", 1)
+            if len(joints) >= self.input_frames + self.output_frames:
+                sequences[(subset, rest, 0)] = joints
+        if not sequences:
+            raise h36m.DatasetFormatError(f"{self.root}: no AMASS sequence of the {split!r} split has "
+                                          f"{self.input_frames + self.output_frames} frames at 25 fps")
+        return sequences

@@ -1,0 +1,1 @@
+"""Lightning wrappers: losses, steps and metrics wiring."""
