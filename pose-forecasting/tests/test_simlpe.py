@@ -90,3 +90,17 @@ def test_loss_decreases_on_random_walk() -> None:
         losses.append(loss.item())
     assert all(np.isfinite(losses))
     assert losses[-1] < 0.5 * losses[0], losses
+
+
+def test_module_weights_argument_loads_the_official_checkpoint(fixtures):
+    """`--model.init_args.weights <file>`: the name users of the official checkpoints rely on."""
+    from pose_forecasting.methods.module import ForecastModule
+    from pose_forecasting.models.baselines import ZeroVelocity
+
+    reference = np.load(fixtures / "simlpe_reference.npz")
+    module = ForecastModule(SiMLPe(), weights=str(fixtures / "simlpe_reference.npz")).eval()
+    with torch.no_grad():
+        out = module.forecast({"history": torch.from_numpy(reference["input_22_m"]).reshape(16, 50, 22, 3)})[0]
+    assert float((out.reshape(16, 25, 66) - torch.from_numpy(reference["output_22_m"])).abs().max()) < 1e-5
+    with pytest.raises(ValueError, match="ZeroVelocity has no official checkpoint format"):
+        ForecastModule(ZeroVelocity(), weights=str(fixtures / "simlpe_reference.npz"))

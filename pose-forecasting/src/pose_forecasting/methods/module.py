@@ -12,7 +12,9 @@ The model is injected (``model: class_path ...`` in the YAML); the module owns w
   is scored with MPJPE / P-MPJPE on root-relative camera-frame joints, their forecast is rotated back to
   the world frame and scored like every other forecast;
 - models with ``forward_with_uncertainty`` are also scored on the 95 % coverage of their predicted
-  per-joint Gaussian.
+  per-joint Gaussian;
+- ``weights``: an official checkpoint for the wrapped model (siMLPe's released ``.pth``, current or old
+  key names), loaded before fitting or testing.
 
 Mask-unaware models get the history with missing frames filled by linear interpolation
 (:func:`data.masking.fill_missing`); mask-aware ones (``model.uses_mask``) get the raw history with
@@ -47,10 +49,15 @@ class ForecastModule(LightningModule):
 
     def __init__(self, model: nn.Module, lr: float = 3e-4, weight_decay: float = 1e-4,
                  milestones: list[int] | None = None, gamma: float = 0.1, train_missing: float = 0.0,
-                 train_missing_tail: int = 0, robustness: bool = True) -> None:
+                 train_missing_tail: int = 0, robustness: bool = True, weights: str | None = None) -> None:
         super().__init__()
         self.save_hyperparameters()  # under LightningCLI the model is recorded as its class_path + init_args
         self.model = model
+        if weights is not None:  # `--model.init_args.weights <official .pth>` (siMLPe's released checkpoints)
+            if not hasattr(model, "load_weights"):
+                raise ValueError(f"model.init_args.weights={weights}: {type(model).__name__} has no official "
+                                 "checkpoint format; use --ckpt_path for this project's checkpoints")
+            model.load_weights(weights)
         self.frame_error = nn.ModuleDict({stage: FrameError(model.output_frames) for stage in ("val", "test")})
         self.robust_error = nn.ModuleDict({name: FrameError(model.output_frames) for name in ROBUSTNESS})
         self.action_error: dict[str, FrameError] = {}
@@ -200,7 +207,8 @@ class ForecastModule(LightningModule):
             return
         stage = "test" if self.trainer.testing else "val"
         image = skeleton_strip(batch["history"][0].cpu().numpy(), batch["future"][0].cpu().numpy(),
-                               prediction[0].detach().cpu().numpy(), title=f"{batch['action'][0]}")
+                               prediction[0].detach().cpu().numpy(),
+                               title=f"{batch['action'][0]}: grey observed, green truth, red forecast")
         log_image(self.logger, f"{stage}/skeletons", image, self.global_step)
 
     def predict_step(self, batch: dict, batch_idx: int) -> dict:

@@ -89,7 +89,7 @@ class ObservationAwareMLP(nn.Module):
             mask = torch.ones(history.shape[:2], dtype=torch.bool, device=history.device)
         features, anchor = self.features(history, mask[:, -self.input_frames:])
         x = self.dct @ self.motion_fc_in(features)
-        x = self.motion_mlp(x)
+        x = self.motion_mlp(x.transpose(1, 2)).transpose(1, 2)  # siMLPe's (B, C, T) layout
         x = (self.idct @ x)[:, -self.output_frames:]
         B, F = x.shape[:2]
         mean = anchor[:, None] + self.motion_fc_out(x).reshape(B, F, self.num_joints, 3)
