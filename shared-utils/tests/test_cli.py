@@ -123,3 +123,13 @@ def test_ddp_spawn_on_two_cpu_processes(workdir):
     assert Path(ddp["ckpt"]).parent == Path("runs/tiny/ddp/version_0/checkpoints")
     assert not Path("runs/tiny/ddp/version_1").exists()
     assert all(torch.isfinite(torch.tensor(v)) for v in ddp["metrics"].values())
+
+
+def test_keep_freed_memory_is_accepted_by_glibc():
+    import platform
+
+    from shared_utils.cli import keep_freed_memory
+
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        pytest.skip("mallopt thresholds are a glibc setting")
+    assert keep_freed_memory() is True

@@ -27,6 +27,7 @@ and users get LightningCLI as they know it (``fit|validate|test|predict``, ``--c
 
 from __future__ import annotations
 
+import ctypes
 import json
 import random
 import re
@@ -209,8 +210,28 @@ class CollectionCLI(LightningCLI):
                   "`make tensorboard` to look at it)")
 
 
+def keep_freed_memory() -> bool:
+    """Stop glibc from handing every freed multi-megabyte tensor back to the kernel.
+
+    By default a block above the (adaptive) mmap threshold is ``mmap``-ed on allocation and unmapped on
+    free, so a CPU evaluation loop that allocates the same few-MB activations for every batch page-faults
+    them in again each time: measured on siMLPe's test loop, 13 s per batch of 256 windows, mostly system
+    time, against 2 s with the thresholds raised (``mallopt``; the same as ``MALLOC_MMAP_THRESHOLD_``).
+    Returns whether glibc accepted both settings (False where the C library is not glibc: a no-op).
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    mmap_ok = libc.mallopt(m_mmap_threshold, 32 * 1024 * 1024)  # glibc's maximum on 64-bit
+    trim_ok = libc.mallopt(m_trim_threshold, 1024 * 1024 * 1024)
+    return bool(mmap_ok and trim_ok)
+
+
 def run_cli(model_class: type[LightningModule], datamodule_class: type[LightningDataModule],
             project: str | None = None, args: list[str] | None = None) -> CollectionCLI:
     """Run the collection's CLI; ``project`` defaults to the model's top package, dashed."""
     project = project or model_class.__module__.split(".")[0].replace("_", "-")
+    keep_freed_memory()
     return CollectionCLI(model_class, datamodule_class, project=project, args=args)
