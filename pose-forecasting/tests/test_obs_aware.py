@@ -1,4 +1,5 @@
-"""The observation-aware forecaster: shapes, start as zero velocity, blindness to missing frames, training."""
+"""The observation-aware forecaster: siMLPe inside, shapes, start as zero velocity, blindness to missing frames,
+variance propagation over the roll-out, training."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import torch
 from torch import nn
 
 from pose_forecasting.data.masking import training_mask
-from pose_forecasting.models.obs_aware import ObservationAwareMLP
+from pose_forecasting.models.obs_aware import ObservationAwareMLP, staleness
+from pose_forecasting.models.simlpe import SiMLPe
 
 
 def smooth_motion(batch: int, frames: int, generator: torch.Generator) -> torch.Tensor:
@@ -76,3 +78,34 @@ def test_loss_decreases_with_random_masks() -> None:
         losses.append(loss.item())
     assert all(math.isfinite(v) for v in losses)
     assert sum(losses[-5:]) < sum(losses[:5]) - 5 * 0.1, losses
+
+
+def test_fully_observed_with_mask_inputs_off_is_simlpe() -> None:
+    """With every frame observed the missing/staleness channels are 0: the model is siMLPe (same weights)."""
+    torch.manual_seed(0)
+    simlpe = SiMLPe(num_blocks=3)
+    for p in simlpe.parameters():
+        nn.init.normal_(p, std=0.05)
+    nn.init.zeros_(simlpe.motion_fc_out.bias)  # siMLPe adds it before the inverse DCT, this model after
+    model = ObservationAwareMLP(num_blocks=3)
+    state = simlpe.state_dict()
+    state["motion_fc_in.weight"] = torch.cat([state["motion_fc_in.weight"], torch.randn(66, 2)], dim=1)
+    state.update({k: v for k, v in model.state_dict().items() if k.startswith("log_sigma")})
+    model.load_state_dict(state)
+    history = 0.3 * torch.randn(2, 50, 22, 3)
+    torch.testing.assert_close(model(history), simlpe(history), atol=1e-6, rtol=0)
+
+
+def test_staleness_in_seconds() -> None:
+    mask = torch.tensor([[False, True, True, False, False, True, False]])
+    expected = torch.tensor([[1, 0, 0, 1, 2, 0, 1]]) / 25
+    torch.testing.assert_close(staleness(mask, 25.0), expected)
+
+
+def test_variance_adds_up_over_the_roll_out() -> None:
+    """Each roll-out step's variance adds to that of its anchor (the previous step's last frame)."""
+    model = ObservationAwareMLP(num_blocks=2)
+    nn.init.zeros_(model.log_sigma_fc_out[-1].weight)
+    _, sigma = model.forward_with_uncertainty(torch.randn(2, 50, 22, 3))
+    for frames, steps in ((slice(0, 10), 1), (slice(10, 20), 2), (slice(20, 25), 3)):
+        torch.testing.assert_close(sigma[:, frames], torch.full_like(sigma[:, frames], 0.1 * math.sqrt(steps)))

@@ -2,7 +2,8 @@
 
 The model is injected (``model: class_path ...`` in the YAML); the module owns what is common:
 
-- training: the model's own paper loss (``model.loss``), Adam + MultiStepLR, optional random frame
+- training: the model's own paper loss (``model.loss``), its paper's optimiser (Adam or AdamW) with
+  optional MultiStepLR, optional random frame
   masking (``train_missing`` / ``train_missing_tail``) for models trained to be robust to it;
 - evaluation: MPJPE per future frame with the Human3.6M protocol (22 predicted joints written into the
   32-joint ground truth) or a plain mean over the predicted joints (AMASS), per action, and the
@@ -38,6 +39,8 @@ from shared_utils.logging import log_image
 
 ROBUSTNESS = {"random20": ("random", 0.2), "random40": ("random", 0.4), "random60": ("random", 0.6),
               "last2": ("tail", 2), "last4": ("tail", 4), "last8": ("tail", 8)}
+# siMLPe and STS-GCN train with Adam (coupled L2 weight decay), MotionBERT with AdamW (decoupled).
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 CHI3_95 = math.sqrt(7.814727903251178)  # 95 % quantile of the norm of a 3D standard Gaussian
 
 
@@ -49,8 +52,11 @@ class ForecastModule(LightningModule):
 
     def __init__(self, model: nn.Module, lr: float = 3e-4, weight_decay: float = 1e-4,
                  milestones: list[int] | None = None, gamma: float = 0.1, train_missing: float = 0.0,
-                 train_missing_tail: int = 0, robustness: bool = True, weights: str | None = None) -> None:
+                 train_missing_tail: int = 0, robustness: bool = True, weights: str | None = None,
+                 optimizer: str = "adam") -> None:
         super().__init__()
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"model.init_args.optimizer={optimizer!r}: expected one of {sorted(OPTIMIZERS)}")
         self.save_hyperparameters()  # under LightningCLI the model is recorded as its class_path + init_args
         self.model = model
         if weights is not None:  # `--model.init_args.weights <official .pth>` (siMLPe's released checkpoints)
@@ -119,7 +125,8 @@ class ForecastModule(LightningModule):
         params = [p for p in self.model.parameters() if p.requires_grad]
         if not params:
             return None
-        optimizer = torch.optim.Adam(params, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        optimizer = OPTIMIZERS[self.hparams.optimizer](params, lr=self.hparams.lr,
+                                                       weight_decay=self.hparams.weight_decay)
         if not self.hparams.milestones:
             return optimizer
         scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, self.hparams.milestones, self.hparams.gamma)
