@@ -5,6 +5,9 @@ from shared_utils.ops import bev_pool, bev_pool_reference, bev_pool_triton
 
 GRID = (2, 5, 7)  # Z, Y, X
 BATCH = 2
+# The Triton tests run compiled on a GPU and in Triton's interpreter on CPU tensors otherwise
+# (conftest.py sets TRITON_INTERPRET only without a GPU): compiled Triton cannot read CPU tensors.
+TRITON_DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def random_points(n: int, channels: int, dtype=torch.float32, device="cpu", seed: int = 0):
@@ -41,7 +44,7 @@ def test_reference_gradcheck():
 
 @pytest.mark.parametrize("channels", [3, 64, 130])  # one block, exactly one block, blocks + tail
 def test_triton_matches_reference_values_and_gradients(channels):
-    feats, coords = random_points(400, channels)
+    feats, coords = random_points(400, channels, device=TRITON_DEVICE)
     feats.requires_grad_(True)
     ref = bev_pool_reference(feats, coords, BATCH, GRID)
     out = bev_pool_triton(feats, coords, BATCH, GRID)
@@ -53,7 +56,7 @@ def test_triton_matches_reference_values_and_gradients(channels):
 
 
 def test_triton_float64_is_exact_and_passes_gradcheck():
-    feats, coords = random_points(80, 4, torch.float64)
+    feats, coords = random_points(80, 4, torch.float64, device=TRITON_DEVICE)
     torch.testing.assert_close(bev_pool_triton(feats, coords, BATCH, GRID),
                                bev_pool_reference(feats, coords, BATCH, GRID), rtol=1e-12, atol=1e-12)
     feats.requires_grad_(True)
@@ -93,5 +96,5 @@ def test_cuda_kernel_matches_reference(dtype):
     grad = torch.randn_like(out)
     (g_out,) = torch.autograd.grad(out, feats, grad)
     (g_ref,) = torch.autograd.grad(ref, feats, grad.float())
-    torch.testing.assert_close(g_out.float(), g_ref, rtol=tol, atol=tol)
+    torch.testing.assert_close(g_out.float(), g_ref.float(), rtol=tol, atol=tol)  # both in feats' dtype
     assert torch.equal(out, bev_pool(feats, coords, BATCH, GRID))  # deterministic: no atomics
