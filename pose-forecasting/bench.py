@@ -40,6 +40,9 @@ TRAINED = [
 ]
 
 
+METHODS = BASELINES + [name for name, _, _ in TRAINED]
+
+
 def run(*args: str) -> float:
     start = time.perf_counter()
     subprocess.run([*CLI, *args], cwd=HERE, check=True, stdout=subprocess.DEVNULL)
@@ -168,7 +171,7 @@ def write(results: dict, seconds: float, reused: list[str] | None = None) -> Non
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", nargs="+", metavar="METHOD", choices=BASELINES + [t[0] for t in TRAINED],
+    parser.add_argument("--only", nargs="+", metavar="METHOD", choices=METHODS,
                         help="re-run these methods; the others come from runs/pose-forecasting/bench.json")
     args = parser.parse_args()
     start = time.perf_counter()
@@ -177,8 +180,8 @@ def main() -> None:
     previous = json.loads(store.read_text()) if args.only and store.is_file() else {}
     if args.only and not previous:
         raise SystemExit(f"--only needs the results of a full run in {store}; run bench.py without --only first")
-    selected = set(args.only or BASELINES + [t[0] for t in TRAINED])
-    reused = [name for name in BASELINES + [t[0] for t in TRAINED] if name not in selected]
+    selected = set(args.only or METHODS)
+    reused = [name for name in METHODS if name not in selected]
     results: dict[str, dict] = {}
 
     def done(name: str) -> None:

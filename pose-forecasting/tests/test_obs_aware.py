@@ -8,8 +8,8 @@ import math
 import torch
 from torch import nn
 
-from pose_forecasting.data.masking import training_mask
-from pose_forecasting.models.obs_aware import ObservationAwareMLP, staleness
+from pose_forecasting.data.masking import staleness, training_mask
+from pose_forecasting.models.obs_aware import ObservationAwareMLP
 from pose_forecasting.models.simlpe import SiMLPe
 
 

@@ -50,17 +50,30 @@ def training_mask(batch: int, frames: int, max_missing: float, max_tail: int,
     return mask
 
 
+def observed_neighbours(mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``(t, previous, next)``, each ``(B, T)``: the frame index and the index of the last observed frame at
+    or before it (-1 if none) and of the first at or after it (T if none), by cummax/cummin scans."""
+    B, T = mask.shape
+    t = torch.arange(T, device=mask.device).expand(B, T)
+    previous = torch.where(mask, t, -1).cummax(dim=1).values
+    following = torch.where(mask, t, T).flip(1).cummin(dim=1).values.flip(1)
+    return t, previous, following
+
+
+def staleness(mask: Tensor, fps: float) -> Tensor:
+    """``(B, T)`` seconds from each frame to the last observed frame before it (0 where observed); frames
+    before the first observation get the time to it. ``mask`` ``(B, T)`` bool, True where observed."""
+    t, previous, following = observed_neighbours(mask)
+    return torch.where(previous >= 0, t - previous, following - t) / fps
+
+
 def fill_missing(history: Tensor, mask: Tensor | None) -> Tensor:
     """Linear interpolation over missing frames of ``history`` ``(B, T, ...)``; ends hold the nearest
     observed frame. Frames where ``mask`` is True are returned unchanged."""
     if mask is None or bool(mask.all()):
         return history
     B, T = mask.shape
-    t = torch.arange(T, device=history.device).expand(B, T)
-    big = torch.full_like(t, T)
-    # Index of the previous and next observed frame for every frame (cummax/cummin scans).
-    prev = torch.where(mask, t, torch.full_like(t, -1)).cummax(dim=1).values
-    nxt = torch.where(mask, t, big).flip(1).cummin(dim=1).values.flip(1)
+    t, prev, nxt = observed_neighbours(mask)
     prev_ok, next_ok = prev >= 0, nxt < T
     prev = torch.where(prev_ok, prev, nxt)
     nxt = torch.where(next_ok, nxt, prev)

@@ -39,22 +39,12 @@ import math
 import torch
 from torch import Tensor, nn
 
-from pose_forecasting.data.masking import fill_missing
+from pose_forecasting.data.masking import fill_missing, staleness
 from pose_forecasting.models.simlpe import SiMLPe, position_velocity_loss
 
 # sigma in [1 mm, 1 m]: keeps the NLL finite where an error is ~0 and bounded where it is huge.
 LOG_SIGMA_MIN, LOG_SIGMA_MAX = math.log(1e-3), math.log(1.0)
 SIGMA_INIT = 0.1
-
-
-def staleness(mask: Tensor, fps: float) -> Tensor:
-    """``(B, T)`` seconds from each frame to the last observed frame before it (0 where observed); frames
-    before the first observation get the time to it. ``mask`` ``(B, T)`` bool, True where observed."""
-    B, T = mask.shape
-    t = torch.arange(T, device=mask.device).expand(B, T)
-    previous = torch.where(mask, t, -1).cummax(dim=1).values
-    following = torch.where(mask, t, T).flip(1).cummin(dim=1).values.flip(1)
-    return torch.where(previous >= 0, t - previous, following - t) / fps
 
 
 class ObservationAwareMLP(SiMLPe):
