@@ -20,18 +20,15 @@ Layout written by `generate` (the one the MVTec AD loader reads)::
 
 from __future__ import annotations
 
-import hashlib
 import inspect
-import json
-import os
-import shutil
-import tempfile
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from shared_utils.cache import generate_once
 
 CATEGORIES = ("fabric", "wood", "circuit", "screws")
 TEXTURES = ("fabric", "wood")
@@ -40,7 +37,6 @@ DEFECTS = ("scratch", "hole", "stain", "missing", "extra")
 
 # Bump when the images change, so ensure_synthetic does not serve a cache made by older code.
 _VERSION = 2
-_MARKER = "_COMPLETE.json"
 _NOISE_SIGMA = 3.0  # sensor noise (grey levels), also put on defect pixels so they are not suspiciously clean
 _MAX_ANGLE = 8.0  # object pose jitter: rotation in degrees ...
 _MAX_SHIFT = 0.05  # ... and shift as a fraction of the image size
@@ -395,37 +391,14 @@ def generate(
 
 
 def ensure_synthetic(cache_dir: str | Path, **kwargs) -> Path:
-    """Generate once into `cache_dir/<hash of the arguments>/` and return that root.
-
-    The folder counts as complete only when its `_COMPLETE.json` marker exists. Generation goes to a temporary
-    sibling that gets the marker last and is then renamed into place, so an interrupted run never leaves a
-    half dataset that looks complete; a folder without the marker is regenerated.
-    """
+    """Generate once into `cache_dir/<hash of the arguments>/` and return that root (`shared_utils.cache`:
+    a marker written last, an interrupted run never leaves a half dataset that looks complete)."""
     bound = inspect.signature(generate).bind(None, **kwargs)
     bound.apply_defaults()
     settings = {k: v for k, v in bound.arguments.items() if k != "root"}
     settings["categories"] = list(settings["categories"])
     record = {"version": _VERSION, **settings}
-    key = hashlib.sha1(json.dumps(record, sort_keys=True).encode()).hexdigest()[:12]
-
-    cache_dir = Path(cache_dir)
-    final = cache_dir / key
-    if (final / _MARKER).exists():
-        return final
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=cache_dir))
-    try:
-        generate(staging, **settings)
-        (staging / _MARKER).write_text(json.dumps(record, indent=2, sort_keys=True))
-        if final.exists():  # left by an interrupted run (no marker): not ours to trust
-            shutil.rmtree(final)
-        os.replace(staging, final)
-    except OSError:
-        if not (final / _MARKER).exists():  # a concurrent run finishing first is the only acceptable failure
-            raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return final
+    return generate_once(cache_dir, record, lambda root: generate(root, **settings))
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -1,0 +1,152 @@
+"""`make bench PROJECT=bev-uncertainty`: every method on the synthetic proxy -> RESULTS.md.
+
+Each method runs its own config exactly as ``make train CONFIG=<method>.yaml`` does (fit, then test on the
+best checkpoint) in a subprocess; its metrics come from the run's metrics.json and its wall time is measured
+here. Then the forward pass of one Lift-Splat network is timed per stage on the CPU (image encoder, lift +
+splat, BEV encoder), batch 1, in this process.
+
+Each method's numbers are kept in ``runs/bev-uncertainty/bench.json``; ``python bench.py --only geometry``
+re-runs that method and takes the others from the file (RESULTS.md says which ran when).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+import torch
+
+from shared_utils.checkpoints import find_checkpoint, latest_run
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+RUNS = ROOT / "runs" / "bev-uncertainty"
+CLI = [sys.executable, "-c", "from bev_uncertainty.cli import main; main()"]
+METHODS = ["entropy", "temperature", "mc_dropout", "ensemble", "aleatoric", "evidential", "kendall_weighting",
+           "geometry"]
+LABELS = {"geometry": "geometry (ours)"}
+COLUMNS = [("iou", "IoU ↑"), ("ece", "ECE ↓"), ("nll", "NLL ↓"), ("brier", "Brier ↓"),
+           ("auroc_misclassification", "AUROC mis ↑"), ("aupr_misclassification", "AUPR mis ↑"),
+           ("auroc_ood", "AUROC OOD ↑"), ("aupr_ood", "AUPR OOD ↑"), ("ause", "AUSE ↓")]
+
+
+def run_method(method: str, extra: list[str], record: dict) -> dict:
+    """fit + test of one method config, from the collection root as `make train` runs it.
+
+    Temperature scaling trains exactly the entropy baseline's network (same config, same seed), so it tests the
+    entropy run's best checkpoint (fitting T on the validation split) and counts the entropy run's fit time.
+    """
+    experiment = f"bench_{method}"
+    args = ["--config", str(HERE / "configs" / f"{method}.yaml"), "--experiment", experiment,
+            "--trainer.enable_progress_bar", "false", *extra]
+    reuse = method == "temperature" and "entropy" in record["methods"]
+    if reuse:
+        ckpt = find_checkpoint(ROOT / record["methods"]["entropy"]["run"], "best")
+        args = ["test", *args, "--ckpt_path", str(ckpt)]
+    else:
+        args = ["fit", *args, "--test_after_fit", "true"]
+    start = time.perf_counter()
+    subprocess.run([*CLI, *args], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    seconds = time.perf_counter() - start
+    if reuse:
+        seconds += record["methods"]["entropy"]["fit_test_minutes"] * 60
+    run = latest_run(RUNS / experiment)
+    metrics = json.loads((run / "metrics.json").read_text())["metrics"]
+    return {"metrics": metrics, "fit_test_minutes": seconds / 60, "run": str(run.relative_to(ROOT)),
+            "date": date.today().isoformat()}
+
+
+def stage_times(repeats: int = 20) -> dict[str, float]:
+    """Milliseconds per sample (6 cameras) of each forward stage, batch 1, CPU, median of ``repeats``."""
+    from bev_uncertainty.data.datamodule import Synthetic
+    from bev_uncertainty.models.lss import LiftSplat
+
+    data = Synthetic(cache_dir=str(ROOT / ".cache" / "bev-uncertainty"))
+    sample = data.dataset("test")[0]
+    batch = {k: v[None] for k, v in sample.items() if torch.is_tensor(v)}
+    results = {}
+    images, intrinsics, cam_to_ego = batch["images"], batch["intrinsics"], batch["cam_to_ego"]
+    networks = {"lift_splat": LiftSplat(), "lift_splat_observation": LiftSplat(observation_channels=True)}
+    for name, net in networks.items():
+        net.set_geometry(data.grid, data.image_size)
+        net.eval()
+        stages = {"encoder": lambda n=net: n.encoder(images.flatten(0, 1)),
+                  "lift_splat": lambda n=net: n.lift_splat(images, intrinsics, cam_to_ego),
+                  "full": lambda n=net: n(images, intrinsics, cam_to_ego)}
+        timing = {}
+        with torch.inference_mode():
+            for label, fn in stages.items():
+                fn()
+                times = []
+                for _ in range(repeats):
+                    start = time.perf_counter()
+                    fn()
+                    times.append((time.perf_counter() - start) * 1000)
+                timing[label] = sorted(times)[repeats // 2]
+        # lift_splat above includes the encoder: the lift + splat step alone is the difference.
+        results[name] = {"image_encoder_ms": timing["encoder"],
+                         "lift_splat_ms": timing["lift_splat"] - timing["encoder"],
+                         "bev_encoder_ms": timing["full"] - timing["lift_splat"], "total_ms": timing["full"]}
+    return results
+
+
+def fmt(v: float | None, digits: int = 3) -> str:
+    return "" if v is None else f"{v:.{digits}f}"
+
+
+def write_results(record: dict, rerun: list[str]) -> str:
+    lines = ["# bev-uncertainty: results on the synthetic nuScenes-layout proxy", "",
+             "Generated by `make bench PROJECT=bev-uncertainty` (`bench.py`); do not edit by hand. One seed (42), "
+             "2 CPU cores, each method's own config (6 epochs, 240 training samples, 60 test samples with OOD "
+             "objects). Vehicle segmentation on a +-25 m grid at 0.5 m; metrics over the valid cells of the test "
+             "split. Misclassification metrics and AUSE score cells by the method's total uncertainty, OOD metrics "
+             "by its OOD score (entropy; mutual information for MC dropout and the ensemble; vacuity for the "
+             "evidential heads).", "",
+             "| method | " + " | ".join(label for _, label in COLUMNS) + " | fit + test (min) | test s/sample |",
+             "|---" * (len(COLUMNS) + 3) + "|"]
+    for method in METHODS:
+        if method not in record["methods"]:
+            continue
+        entry = record["methods"][method]
+        m = entry["metrics"]
+        lines.append(f"| {LABELS.get(method, method)} | " + " | ".join(fmt(m.get(f"test/{k}")) for k, _ in COLUMNS)
+                     + f" | {entry['fit_test_minutes']:.1f} | {fmt(m.get('test/seconds_per_sample'), 3)} |")
+    lines += ["", "Runs: " + ", ".join(f"{m}: {e['date']}" + (" (re-run)" if m in rerun else "")
+                                       for m, e in record["methods"].items()), ""]
+    if "stages" in record:
+        lines += ["Forward pass per sample (6 cameras at 64 x 176, batch 1, CPU, median of 20, ms):", "",
+                  "| network | image encoder | lift + splat | BEV encoder | total |", "|---|---|---|---|---|"]
+        for name, t in record["stages"].items():
+            lines.append(f"| {name} | {t['image_encoder_ms']:.1f} | {t['lift_splat_ms']:.1f} | "
+                         f"{t['bev_encoder_ms']:.1f} | {t['total_ms']:.1f} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="*", default=None, help="re-run these methods, reuse the others")
+    parser.add_argument("extra", nargs="*", help="extra CLI arguments for every method")
+    args = parser.parse_args()
+    store = RUNS / "bench.json"
+    record = json.loads(store.read_text()) if args.only is not None and store.is_file() else {"methods": {}}
+    todo = args.only if args.only is not None else METHODS
+    for method in todo:
+        print(f"== {method}", flush=True)
+        record["methods"][method] = run_method(method, args.extra, record)
+        store.parent.mkdir(parents=True, exist_ok=True)
+        store.write_text(json.dumps(record, indent=1))
+    record["stages"] = stage_times()
+    store.write_text(json.dumps(record, indent=1))
+    text = write_results(record, todo if args.only is not None else [])
+    (HERE / "RESULTS.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

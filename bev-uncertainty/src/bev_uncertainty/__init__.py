@@ -1,0 +1,1 @@
+"""Uncertainty estimation for camera bird's-eye-view (BEV) segmentation."""
