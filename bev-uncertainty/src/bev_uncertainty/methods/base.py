@@ -200,4 +200,4 @@ class BEVSegmentation(LightningModule):
         fractions, curve, oracle, _ = sparsification(brier, cells["uncertainty"])
         log_image(self.logger, "test/sparsification", line_plot(
             {"uncertainty": (fractions.tolist(), curve.tolist()), "oracle": (fractions.tolist(), oracle.tolist())},
-            title="sparsification", xlabel="fraction removed", ylabel="Brier (norm.)"))
+            title="sparsification", xlabel="fraction removed", ylabel="mean Brier"))

@@ -180,16 +180,23 @@ class LiftSplat(nn.Module):
     def lift_splat(self, images: Tensor, intrinsics: Tensor, cam_to_ego: Tensor) -> dict[str, Tensor]:
         """images (B, N, 3, H, W) in [0, 1] -> ``bev`` features (B, C, H_bev, W_bev) and ``depth_logits``
         (B, N, D, h, w); with observation channels also the ``reach`` and ``ambiguity`` BEV maps (B, H_bev, W_bev)."""
+        return self.splat_features(*self.encode(images), intrinsics, cam_to_ego)
+
+    def encode(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        """The image encoder: depth logits (B, N, D, h, w) and context (B, N, C, h, w)."""
         b, n = images.shape[:2]
         if self.grid is None:
             raise RuntimeError("LiftSplat.set_geometry(grid, image_size) must be called before the forward pass")
         if tuple(images.shape[-2:]) != self.image_size:
             raise ValueError(f"images are {tuple(images.shape[-2:])}, the model was built for {self.image_size}")
         depth_logits, context = self.encoder(images.flatten(0, 1))
-        depth_logits = depth_logits.view(b, n, *depth_logits.shape[1:])
-        context = context.view(b, n, *context.shape[1:])
+        return depth_logits.view(b, n, *depth_logits.shape[1:]), context.view(b, n, *context.shape[1:])
+
+    def splat_features(self, depth_logits: Tensor, context: Tensor, intrinsics: Tensor,
+                       cam_to_ego: Tensor) -> dict[str, Tensor]:
+        """Lift (outer product with the depth distribution, LSS eq. 1) and splat into the BEV grid."""
+        b = depth_logits.shape[0]
         depth_prob = depth_logits.softmax(2)  # (B, N, D, h, w)
-        # Lift: outer product of the depth distribution and the context (LSS eq. 1).
         features = (depth_prob.unsqueeze(3) * context.unsqueeze(2)).permute(0, 1, 2, 4, 5, 3)  # (B, N, D, h, w, C)
         coords = self.voxel_coords(self.geometry(intrinsics, cam_to_ego))
         out = {"depth_logits": depth_logits, "bev": self.splat(features, coords, b)}
