@@ -12,7 +12,7 @@ from torch.distributions import Dirichlet, kl_divergence
 from bev_uncertainty.data.grid import BEVGrid
 from bev_uncertainty.methods.aleatoric import AleatoricLogits
 from bev_uncertainty.methods.base import BEVSegmentation, binary_entropy
-from bev_uncertainty.methods.evidential import Evidential, dirichlet_entropy, kl_to_flat_dirichlet
+from bev_uncertainty.methods.evidential import Evidential, dirichlet_entropy, kl_dirichlet
 from bev_uncertainty.methods.geometry import GeometryEvidential
 from bev_uncertainty.methods.kendall import KendallWeighting
 from bev_uncertainty.methods.mc_dropout import MCDropout
@@ -81,7 +81,10 @@ def test_dirichlet_entropy_and_kl_match_torch_distributions():
     assert torch.allclose(dirichlet_entropy(alpha), expected, atol=1e-5)
     flat = Dirichlet(torch.ones(5, 3, 2))
     expected_kl = kl_divergence(Dirichlet(alpha.movedim(1, -1)), flat)
-    assert torch.allclose(kl_to_flat_dirichlet(alpha), expected_kl, atol=1e-5)
+    assert torch.allclose(kl_dirichlet(alpha, torch.ones(1, 2, 1)), expected_kl, atol=1e-5)
+    beta = torch.tensor([1.96, 0.04]).view(1, 2, 1)
+    expected_kl = kl_divergence(Dirichlet(alpha.movedim(1, -1)), Dirichlet(beta.movedim(1, -1).expand(5, 3, 2)))
+    assert torch.allclose(kl_dirichlet(alpha, beta), expected_kl, atol=1e-4)
 
 
 def test_uce_loss_hand_case():
@@ -104,7 +107,18 @@ def test_evidential_ood_regulariser_acts_on_pseudo_ood_cells_only():
     batch["bev"][0, 1, 0, 1] = 1  # a pedestrian cell
     with_ped = module.segmentation_loss({"logits": logits}, batch)
     alpha = F.softplus(torch.tensor([3.0, 3.0])) + 1
-    assert (with_ped - without).item() == pytest.approx(kl_to_flat_dirichlet(alpha[None], 1).item(), rel=1e-4)
+    kl = kl_dirichlet(alpha[None], torch.ones(1, 2)).item()
+    assert (with_ped - without).item() == pytest.approx(kl, rel=1e-4)
+
+
+def test_class_prior_predicts_the_base_rate_without_evidence():
+    module = Evidential(net(), vehicle_prior=0.02)
+    alpha = module.alpha({"logits": torch.full((1, 2, 1, 1), -40.0)})  # softplus(-40) ~ 0: no evidence
+    scores = module.scores(alpha)
+    assert scores["prob"].item() == pytest.approx(0.02, rel=1e-4)
+    assert scores["ood_score"].item() == pytest.approx(1.0, rel=1e-4)  # vacuity K / S: nothing seen
+    with pytest.raises(ValueError, match="vehicle_prior"):
+        Evidential(net(), vehicle_prior=1.5)
 
 
 def test_geometry_gate_removes_evidence_where_no_ray_reaches():
@@ -115,7 +129,7 @@ def test_geometry_gate_removes_evidence_where_no_ray_reaches():
     alpha = module.alpha(out)
     evidence = F.softplus(torch.tensor(5.0)).item()
     gate = 1 - math.exp(-3.0)
-    assert alpha[0, :, 0, 0].tolist() == pytest.approx([1.0, 1.0])  # unobserved: vacuity 1
+    assert alpha[0, :, 0, 0].tolist() == pytest.approx([1.0, 1.0])  # unobserved: the prior only, vacuity 1
     assert alpha[0, 1, 0, 1].item() == pytest.approx(1 + evidence * gate, rel=1e-5)
     assert alpha[0, 1, 0, 2].item() == pytest.approx(1 + evidence * gate * 0.5, rel=1e-5)
     assert module.scores(alpha)["ood_score"][0, 0, 0].item() == pytest.approx(1.0)

@@ -17,6 +17,12 @@ distribution decides what was seen, in the same forward pass:
   so vacuity K / S rises where rays do not reach (occlusion, blind spots) or depth is ambiguous,
   whatever the head learned. Trained with UCE like ``Evidential``; R and A also enter the BEV encoder
   as two extra channels (``observation_channels``). One forward pass, no sampling.
+
+An unobserved cell has almost no evidence, so with the flat prior its expected probability would be
+50 / 50, wrong for the ~98 % of cells that are background and ruinous for calibration (a first run
+measured ECE 0.25). The config therefore gives the prior pseudo-counts the vehicle base rate
+(``vehicle_prior``, ``Evidential``'s class-count prior): without evidence the cell predicts the base
+rate, and its vacuity still says that nothing was seen.
 """
 
 from __future__ import annotations
@@ -44,4 +50,4 @@ class GeometryEvidential(Evidential):
     def alpha(self, out: dict[str, Tensor]) -> Tensor:
         # Detached: the gate reports what the depth (trained by LiDAR) saw; the segmentation loss must not
         # reshape depth to buy evidence.
-        return F.softplus(out["logits"][:, :2]) * self.observed(out).detach()[:, None] + 1
+        return F.softplus(out["logits"][:, :2]) * self.observed(out).detach()[:, None] + self.prior
