@@ -20,7 +20,7 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 METHODS = ["entropy", "temperature", "mc_dropout", "ensemble", "aleatoric", "evidential", "kendall_weighting",
            "geometry"]
 METRICS = {"iou", "ece", "nll", "brier", "auroc_misclassification", "aupr_misclassification", "auroc_ood",
-           "aupr_ood", "ause", "auroc_unobserved", "ood_score_unobserved_over_observed"}
+           "aupr_ood", "ause", "auroc_unobserved", "unseen_score_unobserved_over_observed"}
 TINY = ["--data.init_args.grid", "{x_min: -16, x_max: 16, y_min: -16, y_max: 16, resolution: 1.0}",
         "--data.init_args.image_size", "[32, 88]", "--data.init_args.batch_size", "2",
         "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",

@@ -9,7 +9,8 @@ A method is a subclass that changes at most three things:
 ``predict`` returns ``prob`` (B, H, W) vehicle probability, ``uncertainty`` (B, H, W) the score of a
 likely-wrong cell (misclassification metrics and AUSE) and ``ood_score`` (B, H, W) the score of an
 out-of-distribution cell (OOD metrics). For most methods the two scores are the same predictive
-entropy; methods with an epistemic term use it for OOD (mutual information, Dirichlet vacuity).
+entropy; methods with an epistemic term use it for OOD (mutual information, Dirichlet vacuity). An
+optional ``unseen_score`` scores cells no sensor saw (``test/auroc_unobserved``; default: ``ood_score``).
 """
 
 from __future__ import annotations
@@ -162,6 +163,7 @@ class BEVSegmentation(LightningModule):
                  "ood_score": pred["ood_score"], "ood": batch["bev"][:, 2] > 0.5}
         if "observed" in batch:  # cells no LiDAR ray reached at vehicle height (occluded, see data/nuscenes.py)
             cells["unobserved"] = ~batch["observed"]
+            cells["unseen_score"] = pred.get("unseen_score", pred["ood_score"])
         for key, value in cells.items():
             self._test.setdefault(key, []).append(value[valid].detach().cpu())
         if batch_idx == 0:
@@ -172,9 +174,10 @@ class BEVSegmentation(LightningModule):
         metrics = segmentation_metrics(cells["prob"], cells["target"], cells["uncertainty"], cells["ood_score"],
                                        cells["ood"])
         if "unobserved" in cells:
-            metrics["auroc_unobserved"] = auroc_aupr(cells["ood_score"], cells["unobserved"])[0]
-            metrics["ood_score_unobserved_over_observed"] = float(
-                cells["ood_score"][cells["unobserved"]].mean() / cells["ood_score"][~cells["unobserved"]].mean())
+            unseen, unobserved = cells["unseen_score"], cells["unobserved"]
+            metrics["auroc_unobserved"] = auroc_aupr(unseen, unobserved)[0]
+            metrics["unseen_score_unobserved_over_observed"] = float(unseen[unobserved].mean()
+                                                                     / unseen[~unobserved].mean())
         self.log_dict({f"test/{k}": v for k, v in metrics.items() if not math.isnan(v)})
         self.log("test/seconds_per_sample", self._test_seconds / max(self._test_samples, 1))
         self.log_curves(cells)

@@ -23,6 +23,11 @@ An unobserved cell has almost no evidence, so with the flat prior its expected p
 measured ECE 0.25). The config therefore gives the prior pseudo-counts the vehicle base rate
 (``vehicle_prior``, ``Evidential``'s class-count prior): without evidence the cell predicts the base
 rate, and its vacuity still says that nothing was seen.
+
+Scores: the vacuity of this gated Dirichlet says "not observed" (``unseen_score``); an OOD object is
+observed but unfamiliar, so the OOD score is the gate times the vacuity of the head's own (ungated)
+evidence (vacuity alone ranked every occluded background cell above the OOD objects: OOD AUROC 0.23
+in a GPU run with seed 43).
 """
 
 from __future__ import annotations
@@ -51,3 +56,15 @@ class GeometryEvidential(Evidential):
         # Detached: the gate reports what the depth (trained by LiDAR) saw; the segmentation loss must not
         # reshape depth to buy evidence.
         return F.softplus(out["logits"][:, :2]) * self.observed(out).detach()[:, None] + self.prior
+
+    def predict(self, batch: dict) -> dict[str, Tensor]:
+        """Two epistemic scores: ``unseen_score``, the vacuity of the gated Dirichlet (nothing observed), and
+        ``ood_score`` = gate x vacuity of the head's own evidence (observed, yet unfamiliar)."""
+        out = self(batch)
+        gate = self.observed(out)
+        evidence = F.softplus(out["logits"][:, :2])
+        scores = self.scores(evidence * gate[:, None] + self.prior)
+        scores["unseen_score"] = scores.pop("ood_score")
+        k = evidence.shape[1]
+        scores["ood_score"] = gate * k / (k + evidence.sum(1))
+        return scores
