@@ -135,7 +135,7 @@ def test_geometry_gate_removes_evidence_where_no_ray_reaches():
     assert module.scores(alpha)["ood_score"][0, 0, 0].item() == pytest.approx(1.0)
 
 
-def test_geometry_scores_separate_unseen_from_unfamiliar():
+def test_geometry_scores_separate_unseen_from_ambiguous():
     module = GeometryEvidential(net(observation_channels=True), window=1, gamma=0.0, vehicle_prior=0.02)
     module.forward = lambda batch: batch  # the network's outputs given directly
     # Cell 0: not reached by any ray, confident head. Cell 1: seen, confident. Cell 2: seen, no evidence.
@@ -143,8 +143,9 @@ def test_geometry_scores_separate_unseen_from_unfamiliar():
            "reach": torch.tensor([[[0.0, 50.0, 50.0]]]), "ambiguity": torch.zeros(1, 1, 3)}
     scores = module.predict(out)
     assert scores["unseen_score"][0, 0].tolist() == pytest.approx([1.0, 2 / 22, 1.0], rel=1e-3)
-    assert scores["ood_score"][0, 0].tolist() == pytest.approx([0.0, 2 / 22, 1.0], abs=1e-3)
-    assert scores["prob"][0, 0, 0].item() == pytest.approx(0.02, rel=1e-3)  # unseen: the base rate
+    assert scores["prob"][0, 0].tolist() == pytest.approx([0.02, 0.04 / 22, 0.02], rel=1e-3)
+    assert torch.equal(scores["ood_score"], scores["uncertainty"])
+    assert scores["ood_score"][0, 0, 0].item() == pytest.approx(binary_entropy(torch.tensor(0.02)).item(), rel=1e-3)
 
 
 def test_geometry_needs_observation_channels():
