@@ -1,0 +1,22 @@
+"""Language-conditioned robotic manipulation in a MuJoCo tabletop (see README).
+
+Importing the package registers the environment with gymnasium::
+
+    import gymnasium, vlm_robot_control
+    env = gymnasium.make("VLMTabletop-v0", task="pick_place", render_mode="rgb_array")
+
+(or ``gymnasium.make("vlm_robot_control:VLMTabletop-v0", ...)`` without the import).
+"""
+
+import os
+
+# Headless offscreen rendering (EGL works on CPU-only machines); set before anything imports mujoco.
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+import gymnasium  # noqa: E402
+
+ENV_ID = "VLMTabletop-v0"
+
+if ENV_ID not in gymnasium.registry:
+    # No TimeLimit wrapper: the env truncates itself after 100 control steps per sub-goal.
+    gymnasium.register(ENV_ID, entry_point="vlm_robot_control.env.tabletop:TabletopEnv", disable_env_checker=True)
