@@ -56,7 +56,10 @@ class LeRobotWriter:
 
     def __init__(self, root: str | Path, fps: int, robot_type: str, state_names: list[str],
                  action_names: list[str], image_keys: Sequence[str] = (),
-                 image_shape: tuple[int, int, int] = (96, 96, 3)) -> None:
+                 image_shape: tuple[int, int, int] = (96, 96, 3),
+                 vector_names: Mapping[str, list[str]] | None = None) -> None:
+        """``vector_names``: further float32 vector features, e.g. ``observation.environment_state``
+        (LeRobot's key for privileged simulator state) -> its element names."""
         self.root = Path(root)
         self._refuse_overwrite()
         if len(image_shape) != 3 or image_shape[2] != 3:
@@ -66,6 +69,8 @@ class LeRobotWriter:
         self.features = {
             "observation.state": {"dtype": "float32", "shape": [len(state_names)], "names": list(state_names)},
             "action": {"dtype": "float32", "shape": [len(action_names)], "names": list(action_names)},
+            **{key: {"dtype": "float32", "shape": [len(names)], "names": list(names)}
+               for key, names in (vector_names or {}).items()},
             **{key: {"dtype": "image", "shape": list(image_shape), "names": ["height", "width", "channel"]}
                for key in self.image_keys},
             **DEFAULT_FEATURES,
@@ -81,9 +86,10 @@ class LeRobotWriter:
                                   "overwrite it (choose a new root or delete the old dataset first)")
 
     def add_episode(self, states: np.ndarray, actions: np.ndarray, task: str,
-                    images: Mapping[str, np.ndarray] | None = None) -> int:
-        """Writes one episode (``states`` (T, S), ``actions`` (T, A), ``images[key]`` (T, H, W, 3) uint8 RGB)
-        and returns its episode_index."""
+                    images: Mapping[str, np.ndarray] | None = None,
+                    vectors: Mapping[str, np.ndarray] | None = None) -> int:
+        """Writes one episode (``states`` (T, S), ``actions`` (T, A), ``images[key]`` (T, H, W, 3) uint8 RGB,
+        ``vectors[key]`` (T, n) for the writer's ``vector_names``) and returns its episode_index."""
         self._refuse_overwrite()
         S, A = self.features["observation.state"]["shape"][0], self.features["action"]["shape"][0]
         states, actions = np.asarray(states), np.asarray(actions)
@@ -99,6 +105,15 @@ class LeRobotWriter:
             if frames.shape != (T, *self.image_shape) or frames.dtype != np.uint8:
                 raise ValueError(f"images['{key}']: expected uint8 of shape {(T, *self.image_shape)}, "
                                  f"got {frames.dtype} of shape {frames.shape}")
+        vectors = {key: np.asarray(values) for key, values in (vectors or {}).items()}
+        vector_keys = [k for k, ft in self.features.items() if ft["dtype"] == "float32" and k not in
+                       ("observation.state", "action", "timestamp")]
+        if sorted(vectors) != sorted(vector_keys):
+            raise ValueError(f"vectors: expected keys {sorted(vector_keys)}, got {sorted(vectors)}")
+        for key, values in vectors.items():
+            n = self.features[key]["shape"][0]
+            if values.shape != (T, n):
+                raise ValueError(f"vectors['{key}']: expected shape ({T}, {n}), got {values.shape}")
         if not isinstance(task, str) or not task:
             raise ValueError(f"task: expected a non-empty string, got {task!r}")
 
@@ -107,6 +122,7 @@ class LeRobotWriter:
         frame_index = np.arange(T, dtype=np.int64)
         columns = {
             "observation.state": states.astype(np.float32), "action": actions.astype(np.float32), **images,
+            **{key: values.astype(np.float32) for key, values in vectors.items()},
             "timestamp": (frame_index / self.fps).astype(np.float32),  # LeRobot's add_frame default
             "frame_index": frame_index,
             "episode_index": np.full(T, episode_index, dtype=np.int64),

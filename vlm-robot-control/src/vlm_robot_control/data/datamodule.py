@@ -1,0 +1,148 @@
+"""``TabletopDataModule``: expert demos (LeRobot v2.1 on disk) for training, rollout jobs for testing.
+
+fit: the demos of ``dataset_root`` (any LeRobot v2.x dataset with our state/action layout), or, by
+default, demos recorded by the scripted expert once per setting into ``cache_dir`` (the folder is
+keyed by every recording argument, so a change re-records and nothing is overwritten). Each sample
+is one frame: ``state`` (4), ``environment_state`` (120), ``lang`` (384, the instruction's
+MiniLM embedding), ``action`` (chunk_size, 4) (the next actions, the last repeated past the end),
+``image`` (3, H, W) uint8 when ``images`` is on.
+
+test: one job per (family, split, batch of seeds), run by the policy module as closed-loop rollouts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from lightning.pytorch import LightningDataModule
+from torch.utils.data import DataLoader, Dataset
+
+from shared_utils.cache import generate_once
+from vlm_robot_control.data.lerobot import LeRobotDataset
+from vlm_robot_control.data.recording import IMAGE_KEY, record_demos
+from vlm_robot_control.env.tasks import FAMILIES, SPLITS, load_phrasings
+from vlm_robot_control.evaluation import EVAL_SEED_OFFSET
+from vlm_robot_control.language import SentenceEncoder
+
+RECORDING_VERSION = 1
+VAL_SEED_OFFSET = 20_000_000
+
+
+class DemoFrames(Dataset):
+    def __init__(self, tensors: dict[str, torch.Tensor], rows: np.ndarray) -> None:
+        self.tensors, self.rows = tensors, torch.as_tensor(rows)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        row = self.rows[i]
+        return {key: value[row] for key, value in self.tensors.items()}
+
+
+class TabletopDataModule(LightningDataModule):
+    def __init__(self, tasks: list[str] = ["pick_place"], train_episodes: int = 200, expert_noise: float = 0.15,
+                 images: bool = False, image_size: int = 96, dataset_root: str | None = None,
+                 cache_dir: str = "data/vlm-robot-control", record_seed: int = 0, chunk_size: int = 1,
+                 batch_size: int = 256, val_fraction: float = 0.1, val_episodes: int = 20,
+                 eval_tasks: list[str] | None = None, eval_splits: list[str] = list(SPLITS),
+                 eval_episodes: int = 50, eval_batch: int = 25, paraphrase_file: str | None = None,
+                 num_workers: int = 0) -> None:
+        """``val_episodes``: seen-split rollouts after every epoch (the success curve, and the best
+        checkpoint); ``eval_episodes`` per (family, split) at test, seeds ``EVAL_SEED_OFFSET + i``;
+        ``paraphrase_file``: held-out instruction templates ({pick}/{place}) for ``unseen_phrasing``."""
+        super().__init__()
+        for family in [*tasks, *(eval_tasks or [])]:
+            if family not in FAMILIES:
+                raise ValueError(f"data.tasks / eval_tasks: {family!r} is not a task family {FAMILIES}")
+        for split in eval_splits:
+            if split not in SPLITS:
+                raise ValueError(f"data.eval_splits: {split!r} is not a split {SPLITS}")
+        self.save_hyperparameters()
+        self.tasks, self.eval_tasks = list(tasks), list(eval_tasks or tasks)
+        self.phrasings = load_phrasings(paraphrase_file) if paraphrase_file else None
+        self.encoder = SentenceEncoder(cache_dir=Path(cache_dir) / "embeddings")
+
+    def embed(self, sentences: list[str]) -> torch.Tensor:
+        return self.encoder.encode(sentences)
+
+    # -- demonstrations -------------------------------------------------------------------------
+    def dataset_path(self) -> Path:
+        h = self.hparams
+        if h.dataset_root:
+            return Path(h.dataset_root)
+        record = {"version": RECORDING_VERSION, "tasks": self.tasks, "episodes": h.train_episodes,
+                  "noise": h.expert_noise, "seed": h.record_seed, "images": h.images, "image_size": h.image_size}
+        return generate_once(Path(h.cache_dir) / "demos", record,
+                             lambda folder: record_demos(folder, self.tasks, h.train_episodes, h.expert_noise,
+                                                         h.record_seed, h.images, h.image_size))
+
+    def setup(self, stage: str) -> None:
+        if stage != "fit" or hasattr(self, "train_set"):
+            return
+        h = self.hparams
+        dataset = LeRobotDataset(self.dataset_path())
+        frames = dataset.frames()
+        for key in ("observation.state", "observation.environment_state", "action"):
+            if key not in frames:
+                raise ValueError(f"{dataset.root}/meta/info.json: feature {key!r} is missing "
+                                 f"(expected the layout of data/recording.py)")
+        task_ids = sorted(dataset.tasks)
+        lang = self.embed([dataset.tasks[i] for i in task_ids])
+        lang_row = {t: n for n, t in enumerate(task_ids)}
+        episode = frames["episode_index"]
+        # Action chunks: the next chunk_size actions of the same episode, the last one repeated.
+        n = len(episode)
+        ahead = np.minimum(np.arange(n)[:, None] + np.arange(h.chunk_size)[None], n - 1)
+        last_of_episode = np.searchsorted(episode, episode, side="right") - 1
+        ahead = np.minimum(ahead, last_of_episode[:, None])
+        tensors = {
+            "state": torch.as_tensor(frames["observation.state"]),
+            "environment_state": torch.as_tensor(frames["observation.environment_state"]),
+            "action": torch.as_tensor(frames["action"][ahead]),
+            "lang": lang[[lang_row[int(t)] for t in frames["task_index"]]],
+            "episode_index": torch.as_tensor(episode),
+        }
+        if h.images:
+            if IMAGE_KEY not in dataset.info["features"]:
+                raise ValueError(f"{dataset.root}/meta/info.json: data.images is on but there is no {IMAGE_KEY!r}")
+            images = [dataset.episode(int(e["episode_index"]), [IMAGE_KEY])[IMAGE_KEY] for e in dataset.episodes]
+            tensors["image"] = torch.as_tensor(np.concatenate(images)).permute(0, 3, 1, 2).contiguous()
+        episodes = np.unique(episode)
+        rng = np.random.default_rng(h.record_seed)
+        val = rng.choice(episodes, size=max(1, int(round(h.val_fraction * len(episodes)))), replace=False)
+        is_val = np.isin(episode, val)
+        self.train_set = DemoFrames(tensors, np.flatnonzero(~is_val))
+        self.val_set = DemoFrames(tensors, np.flatnonzero(is_val))
+        self.action_stats = frames["action"]   # for policies that normalise (mean/std of the demos)
+        self.state_stats = np.concatenate([frames["observation.state"], frames["observation.environment_state"]], 1)
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(self.train_set, batch_size=self.hparams.batch_size, shuffle=True,
+                          num_workers=self.hparams.num_workers, drop_last=len(self.train_set) > self.hparams.batch_size)
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(self.val_set, batch_size=self.hparams.batch_size, num_workers=self.hparams.num_workers)
+
+    # -- rollouts ---------------------------------------------------------------------------------
+    def val_jobs(self) -> list[dict]:
+        """The per-epoch success check: seen split, the training families, fixed seeds."""
+        return self._jobs(self.tasks, ["seen"], self.hparams.val_episodes, VAL_SEED_OFFSET)
+
+    def test_jobs(self) -> list[dict]:
+        return self._jobs(self.eval_tasks, self.hparams.eval_splits, self.hparams.eval_episodes, EVAL_SEED_OFFSET)
+
+    def _jobs(self, families: list[str], splits: list[str], episodes: int, offset: int) -> list[dict]:
+        jobs = []
+        for family in families:
+            for split in splits:
+                phrasings = self.phrasings if split == "unseen_phrasing" else None
+                for start in range(0, episodes, self.hparams.eval_batch):
+                    seeds = list(range(offset + start, offset + min(episodes, start + self.hparams.eval_batch)))
+                    jobs.append({"family": family, "split": split, "seeds": seeds, "phrasings": phrasings})
+        return jobs
+
+    def test_dataloader(self) -> DataLoader:
+        return DataLoader(self.test_jobs(), batch_size=None, collate_fn=lambda job: job)
