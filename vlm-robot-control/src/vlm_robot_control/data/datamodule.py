@@ -5,7 +5,9 @@ default, demos recorded by the scripted expert once per setting into ``cache_dir
 keyed by every recording argument, so a change re-records and nothing is overwritten). Each sample
 is one frame: ``state`` (4), ``environment_state`` (120), ``lang`` (384, the instruction's
 MiniLM embedding), ``action`` (chunk_size, 4) (the next actions, the last repeated past the end),
-``image`` (3, H, W) uint8 when ``images`` is on.
+``image`` (3, H, W) uint8 when ``images`` is on, and hindsight object labels ``pick_slot`` /
+``place_slot`` (long): the slot of the block the episode moved most and of the object nearest to
+where that block ended (read off the demo itself, so any dataset with environment_state has them).
 
 test: one job per (family, split, batch of seeds), run by the policy module as closed-loop rollouts.
 """
@@ -26,8 +28,24 @@ from vlm_robot_control.env.tasks import FAMILIES, SPLITS, load_phrasings
 from vlm_robot_control.evaluation import EVAL_SEED_OFFSET
 from vlm_robot_control.language import SentenceEncoder
 
-RECORDING_VERSION = 1
+RECORDING_VERSION = 2   # bump when the env or expert changes what gets recorded
 VAL_SEED_OFFSET = 20_000_000
+
+
+def hindsight_slots(environment_state: torch.Tensor, episode: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per frame: the slot of the block its episode moved most, and of the present object (other than
+    that block) nearest to the block's final xy: which object the demo picked and where it put it."""
+    slots = environment_state.view(len(environment_state), -1, 4)
+    pick = torch.zeros(len(slots), dtype=torch.long)
+    place = torch.zeros(len(slots), dtype=torch.long)
+    starts = np.flatnonzero(np.r_[True, episode[1:] != episode[:-1]])
+    for a, b in zip(starts, np.r_[starts[1:], len(episode)]):
+        first, last = slots[a], slots[b - 1]
+        moved = int((last[:, :3] - first[:, :3]).norm(dim=-1).argmax())
+        dist = (first[:, :2] - last[moved, :2]).norm(dim=-1).masked_fill(first[:, 3] == 0, float("inf"))
+        dist[moved] = float("inf")
+        pick[a:b], place[a:b] = moved, int(dist.argmin())
+    return pick, place
 
 
 class DemoFrames(Dataset):
@@ -110,9 +128,14 @@ class TabletopDataModule(LightningDataModule):
                 raise ValueError(f"{dataset.root}/meta/info.json: data.images is on but there is no {IMAGE_KEY!r}")
             images = [dataset.episode(int(e["episode_index"]), [IMAGE_KEY])[IMAGE_KEY] for e in dataset.episodes]
             tensors["image"] = torch.as_tensor(np.concatenate(images)).permute(0, 3, 1, 2).contiguous()
+        tensors["pick_slot"], tensors["place_slot"] = hindsight_slots(tensors["environment_state"], episode)
         episodes = np.unique(episode)
         rng = np.random.default_rng(h.record_seed)
-        val = rng.choice(episodes, size=max(1, int(round(h.val_fraction * len(episodes)))), replace=False)
+        n_val = min(len(episodes) - 1, max(int(h.val_fraction > 0), int(round(h.val_fraction * len(episodes)))))
+        if n_val < 1 and h.val_fraction > 0:
+            raise ValueError(f"{dataset.root}: {len(episodes)} episode(s) cannot be split into train and val "
+                             "(record more, or set data.val_fraction: 0)")
+        val = rng.choice(episodes, size=n_val, replace=False)
         is_val = np.isin(episode, val)
         self.train_set = DemoFrames(tensors, np.flatnonzero(~is_val))
         self.val_set = DemoFrames(tensors, np.flatnonzero(is_val))

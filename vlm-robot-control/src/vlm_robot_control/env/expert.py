@@ -101,14 +101,15 @@ class ScriptedExpert:
                 self.phase = "descend"
             return self._move(above_block, OPEN)
         if p == "descend":
-            if self._at(grasp):
-                self.phase, self.timer = "grasp", 0
             if np.hypot(*(block[:2] - env.hand_position()[:2])) > 0.015:
                 self.phase = "approach"        # the block moved (bumped): re-align from above
-            return self._move(grasp, OPEN)
-        if p == "grasp":
+                return self._move(above_block, OPEN)
+            if not self._at(grasp):
+                return self._move(grasp, OPEN)
+            self.phase, self.timer = "grasp", 0   # close in this very step: a clean state -> action rule
+        if self.phase == "grasp":
             self.timer += 1
-            if self.timer >= 4:
+            if self.timer >= 3 and env.finger_opening() < 0.7:
                 self.phase = "lift"
             return self._move(grasp, CLOSE)
         if p == "lift":
@@ -120,10 +121,10 @@ class ScriptedExpert:
                 self.phase = "lower"
             return self._move(above_target, CLOSE)
         if p == "lower":
-            if self._at(lowered, 0.005):
-                self.phase, self.timer = "release", 0
-            return self._move(lowered, CLOSE)
-        if p == "release":
+            if not self._at(lowered, 0.005):
+                return self._move(lowered, CLOSE)
+            self.phase, self.timer = "release", 0   # open in this very step
+        if self.phase == "release":
             self.timer += 1
             if self.timer >= 3:
                 self.phase = "retreat"

@@ -60,7 +60,7 @@ def scene_xml(n_blocks: int, n_bowls: int, n_zones: int) -> str:
     hz = HAND_Z_RANGE
     return f"""
 <mujoco model="vlm_tabletop">
-  <compiler autolimits="true"/>
+  <compiler autolimits="true" angle="radian"/>
   <option timestep="{TIMESTEP}" integrator="Euler" cone="elliptic" impratio="10"/>
   <visual>
     <quality offsamples="0" shadowsize="0"/>
@@ -107,7 +107,7 @@ def scene_xml(n_blocks: int, n_bowls: int, n_zones: int) -> str:
     <position name="hand_x" joint="hand_x" kp="1500" kv="60" timeconst="0.03" ctrlrange="-0.25 0.25"/>
     <position name="hand_y" joint="hand_y" kp="1500" kv="60" timeconst="0.03" ctrlrange="-0.25 0.25"/>
     <position name="hand_z" joint="hand_z" kp="1500" kv="60" timeconst="0.03" ctrlrange="{hz[0]} {hz[1]}"/>
-    <position name="fingers" joint="finger_left" kp="300" kv="3" ctrlrange="0 {FINGER_OPEN}"/>
+    <position name="fingers" joint="finger_left" kp="300" kv="3" timeconst="0.05" ctrlrange="0 {FINGER_OPEN}"/>
   </actuator>
 </mujoco>"""
 

@@ -95,12 +95,12 @@ class TabletopEnv(gym.Env):
             data.qpos[adr:adr + 7] = [*task.positions[i], scene.BLOCK_HALF, np.cos(yaw / 2), 0, 0, np.sin(yaw / 2)]
         for j in range(len(targets)):
             data.mocap_pos[j] = [*task.positions[n_blocks + j], 0.0]
-        self._perturb(model, default, rng)
         hand = HAND_HOME + np.r_[rng.uniform(-0.05, 0.05, size=2), 0.0]
+        self._perturb(model, default, rng)   # after every other draw: perturbed episodes match seen ones
         data.qpos[:3] = hand
         data.qpos[3:5] = scene.FINGER_OPEN
         data.ctrl[:] = [*hand, scene.FINGER_OPEN]
-        data.act[:] = hand   # the hand actuators' low-pass filter state
+        data.act[:] = [*hand, scene.FINGER_OPEN]   # the actuators' low-pass filter states
         mujoco.mj_forward(model, data)
         self._model, self._data, self._blocks = model, data, blocks
         self._block_slice = slice(blocks[0], blocks[0] + len(blocks)) if blocks else slice(0, 0)
@@ -115,7 +115,7 @@ class TabletopEnv(gym.Env):
         self.steps = 0
         self.max_steps = MAX_STEPS_PER_GOAL * len(task.goals)
         done, total = self._progress()
-        return self._obs(), {"instruction": task.instruction, "family": task.family, "split": self.split,
+        return self.observation(), {"instruction": task.instruction, "family": task.family, "split": self.split,
                              "subgoals_done": done, "subgoals_total": total, "is_success": done == total}
 
     def _perturb(self, model: mujoco.MjModel, default: tuple, rng: np.random.Generator) -> None:
@@ -143,7 +143,7 @@ class TabletopEnv(gym.Env):
         for j, (a, low, high) in enumerate(((ax, -0.25, 0.25), (ay, -0.25, 0.25), (az, lo, hi))):
             # The target moves from the previous one but never runs ahead of a blocked hand.
             hand = data.qpos[j]
-            target = min(max(data.ctrl[j] + MAX_DELTA * a, hand - 2 * MAX_DELTA), hand + 2 * MAX_DELTA)
+            target = min(max(data.ctrl[j] + MAX_DELTA * a, hand - 3 * MAX_DELTA), hand + 3 * MAX_DELTA)
             data.ctrl[j] = min(max(target, low), high)
         data.ctrl[3] = 0.0 if grip > 0 else scene.FINGER_OPEN
         mujoco.mj_step(self._model, data, scene.N_SUBSTEPS)
@@ -152,7 +152,7 @@ class TabletopEnv(gym.Env):
         success = done == total
         truncated = not success and self.steps >= self.max_steps
         info = {"subgoals_done": done, "subgoals_total": total, "is_success": success}
-        return self._obs(), float(success), success, truncated, info
+        return self.observation(), float(success), success, truncated, info
 
     # -- state ----------------------------------------------------------------------------------
     def block_positions(self) -> np.ndarray:
@@ -185,7 +185,7 @@ class TabletopEnv(gym.Env):
             done += goal_reached(kind, blocks[b], target, self.held(blocks[b]))
         return done, len(self.task.goals)
 
-    def _obs(self) -> dict:
+    def observation(self) -> dict:
         qpos = self._data.qpos
         state = np.array([qpos[0], qpos[1], qpos[2], qpos[3] / scene.FINGER_OPEN], dtype=np.float32)
         env_state = self._env_state_template.copy()     # targets and present flags are fixed per episode

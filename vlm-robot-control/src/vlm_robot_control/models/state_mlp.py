@@ -4,6 +4,12 @@ Inputs: proprioception (4), the object slots (30 x [xyz, present]) and the same 
 to the gripper (egocentric features make "move towards the object" a linear function), plus the
 instruction's sentence embedding. Output: ``chunk_size`` actions, each a displacement (3, regressed)
 and a gripper logit (classified).
+
+A plain MLP on [state, language] must learn a multiplicative "which slot does the sentence name"
+function from a few hundred demos, and does not (0% success in 30 epochs here). So the language
+also predicts two soft pointers over the present slots (pick and place: softmax of a linear map of
+the embedding, masked to present objects), and the pointed-to slots' features join the MLP input:
+attention-style conditioning, trained end to end by the BC loss alone.
 """
 
 from __future__ import annotations
@@ -30,7 +36,9 @@ class StateMLP(nn.Module):
                  dropout: float = 0.1, chunk_size: int = 1) -> None:
         super().__init__()
         self.chunk_size = chunk_size
-        dims = [4 + n_slots * 7 + lang_dim] + [hidden] * layers
+        self.n_slots = n_slots
+        self.pointers = nn.Linear(lang_dim, 2 * n_slots)        # pick / place slot logits
+        dims = [4 + n_slots * 7 + 2 * 7 + lang_dim] + [hidden] * layers
         blocks = []
         for a, b in zip(dims[:-1], dims[1:]):
             blocks += [nn.Linear(a, b), nn.LayerNorm(b), nn.GELU(), nn.Dropout(dropout)]
@@ -39,5 +47,18 @@ class StateMLP(nn.Module):
 
     def forward(self, state: Tensor, environment_state: Tensor, lang: Tensor) -> Tensor:
         """(B, chunk_size, 4): xyz displacement (unbounded; clamp to [-1, 1] to act) and gripper logit."""
-        x = torch.cat([state_features(state, environment_state), lang], 1)
+        features = state_features(state, environment_state)
+        x = torch.cat([features, self.attend(features, environment_state, lang), lang], 1)
         return self.head(self.trunk(x)).view(len(x), self.chunk_size, 4)
+
+    def slot_weights(self, environment_state: Tensor, lang: Tensor) -> Tensor:
+        """(B, 2, n_slots): the pick and place pointers, softmax over present slots."""
+        present = environment_state.view(len(lang), -1, 4)[..., 3] > 0
+        logits = self.pointers(lang).view(len(lang), 2, self.n_slots)
+        return logits.masked_fill(~present[:, None], float("-inf")).softmax(-1)
+
+    def attend(self, features: Tensor, environment_state: Tensor, lang: Tensor) -> Tensor:
+        """(B, 14): [absolute xyz, present, relative xyz] of the pointed-to pick and place slots."""
+        n = self.n_slots
+        per_slot = torch.cat([features[:, 4:4 + 4 * n].view(-1, n, 4), features[:, 4 + 4 * n:].view(-1, n, 3)], -1)
+        return (self.slot_weights(environment_state, lang) @ per_slot).flatten(1)
