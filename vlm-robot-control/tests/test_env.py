@@ -29,10 +29,6 @@ from vlm_robot_control.env.tasks import (
     sample_task,
 )
 
-try:  # Loading triton (sentence-transformers and lightning import it) after Mesa's EGL context exists
-    import triton  # noqa: F401  crashes the process; load it first so later test files can import it.
-except ImportError:
-    pass
 
 
 def make(family: str = "pick_place", split: str = "seen", **kwargs) -> TabletopEnv:

@@ -14,7 +14,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from vlm_robot_control.cli import main
 from vlm_robot_control.env.scene import BLOCK_HALF
 from vlm_robot_control.env.tabletop import TabletopEnv
-from vlm_robot_control.env.tasks import TEMPLATES
+from vlm_robot_control.env.tasks import COLOUR_NAMES, SLOT_INDEX, SLOTS, TEMPLATES
 from vlm_robot_control.language import SentenceEncoder
 from vlm_robot_control.methods.bc import StateBC
 from vlm_robot_control.methods.ppo import PPO, gae, ppo_clip_loss
@@ -28,6 +28,8 @@ from vlm_robot_control.methods.saycan import (
     skill_label,
     skill_text,
 )
+from vlm_robot_control.models.affordance import AffordanceValue
+from vlm_robot_control.models.state_mlp import POSITION_SCALE
 
 CONFIGS = Path(__file__).parents[1] / "configs"
 
@@ -81,6 +83,24 @@ def test_success_label_on_hand_built_situations():
     assert skill_label(before, before) == 0.0
     assert skill_label(before, in_bowl(colours, np.stack([outside] * 3), free, bowl, "red")) == 0.0
     assert not in_bowl(colours, red_moved_in, free, None, "red").any()   # no bowl of that colour
+
+
+def test_affordance_features_read_the_skill_colours_slots():
+    state = torch.zeros(1, len(SLOTS), 4)
+    red_block, blue_bowl = torch.tensor([0.1, 0.0, BLOCK_HALF]), torch.tensor([-0.1, 0.05, 0.0])
+    state[0, SLOT_INDEX[("block", "red", 1)]] = torch.cat([red_block, torch.ones(1)])
+    state[0, SLOT_INDEX[("bowl", "blue", 0)]] = torch.cat([blue_bowl, torch.ones(1)])
+    value = AffordanceValue()
+    colour = {c: torch.tensor([COLOUR_NAMES.index(c)]) for c in ("red", "blue", "green")}
+    red_in_blue = value.features(state.view(1, -1), colour["red"], colour["blue"])[0]
+    blocks, bowl = red_in_blue[:27].view(3, 9), red_in_blue[27:]
+    assert blocks[:, 0].tolist() == [0.0, 1.0, 0.0] and (blocks[[0, 2]] == 0).all()   # instance 1 only
+    torch.testing.assert_close(blocks[1, 4:7], (red_block - blue_bowl) / POSITION_SCALE)
+    torch.testing.assert_close(blocks[1, 7:], torch.tensor([0.0, float(torch.dist(red_block[:2], blue_bowl[:2]))
+                                                            / POSITION_SCALE]))
+    torch.testing.assert_close(bowl, torch.cat([torch.ones(1), blue_bowl / POSITION_SCALE]))
+    assert (value.features(state.view(1, -1), colour["green"], colour["blue"])[0, :27] == 0).all()   # no green
+    assert (value.features(state.view(1, -1), colour["red"], colour["green"])[0, 27:] == 0).all()   # no green bowl
 
 
 def test_scripted_skill_succeeds_when_possible_and_ends_at_once_when_not():

@@ -122,13 +122,12 @@ class PPO(PolicyModule):
     def ppo_loss(self, minibatch: dict[str, Tensor]) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
         """The policy loss (clipped surrogate - entropy_coef * entropy; PPO Eq. 9 without the value term),
         the value MSE, and detached statistics (approx_kl = E[(r - 1) - log r], Schulman's low-variance
-        estimator). Advantages are normalised per minibatch."""
+        estimator). Advantages are not normalised: with a 0/1 reward they are O(1) already, and normalising
+        a minibatch without any success would blow the critic's noise up to unit advantages."""
         h = self.hparams
         dists = self.distribution(minibatch)
         logp = self.log_prob(dists, minibatch["action"])
-        advantages = minibatch["advantage"]
-        advantages = (advantages - advantages.mean()) / (advantages.std(unbiased=False) + 1e-8)
-        surrogate = ppo_clip_loss(logp, minibatch["logp_old"], advantages, h.clip)
+        surrogate = ppo_clip_loss(logp, minibatch["logp_old"], minibatch["advantage"], h.clip)
         value_loss = F.mse_loss(self.state_value(minibatch), minibatch["return"])
         entropy = (dists[0].entropy().sum(-1) + dists[1].entropy()).mean()
         log_ratio = logp - minibatch["logp_old"]

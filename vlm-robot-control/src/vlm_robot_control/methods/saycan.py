@@ -6,7 +6,9 @@ a value function says which skill can succeed now, and the product picks the nex
   e = the MiniLM sentence embedding. In SayCan this is the LLM's likelihood of the skill's text after the
   instruction (p(l_pi | i), Sec. 3). A sentence encoder is the stand-in: it puts "put all the red blocks
   in the blue bowl" near "... red block ... blue bowl", but it knows neither roles (red->blue and blue->red
-  score alike) nor what "sort the blocks by colour" asks for, which an LLM scoring a prompt would.
+  score alike) nor what "sort the blocks by colour" asks for (same-colour skills score below the others),
+  which an LLM scoring a prompt would; nor is it told the steps taken so far, as SayCan's prompt is: the
+  value function alone tracks progress (a placed block makes its skill impossible).
 - Can: V(s, skill) in [0, 1] (models/affordance.py), SayCan's affordance p(c_pi | s, l_pi). SayCan learns
   it as the skills' value functions (RL on the skills' success); here it is the Monte-Carlo version,
   trained with BCE on tries the module makes itself before fitting (``collect_experience``): scenes of

@@ -7,7 +7,7 @@ for where to pick, one for where to place. Each has two streams, fused laterally
   (Zeng et al., CoRL 2020);
 - semantic ("what") stream: frozen pretrained image features (ImageNet EfficientNet-Lite0 here,
   CLIP's ResNet50 in CLIPort, frozen there too) and a decoder in which the features after each of
-  the first three upsamplings are multiplied element-wise by a linear projection of the sentence
+  its three upsamplings are multiplied element-wise by a linear projection of the sentence
   embedding (CLIPort's language fusion, with MiniLM in place of CLIP's text encoder);
 - lateral fusion: the spatial decoder's features are added to the semantic decoder's at each
   scale (CLIPort's lateral connections, with its "add" fusion).
@@ -17,7 +17,11 @@ also finds the placing rotation). Simplified here: the place network's spatial s
 pick as a fourth input channel, a Gaussian at the pick pixel; our blocks need no placing
 rotation, and one architecture serves both heads.
 
-Pixels: ``(u, v)`` = (column, row), logits (B, H, W), flat index ``v * W + u``.
+The decoders stop at stride 2 (a cell is ~9 mm of table at 96 px) and the logits are upsampled
+bilinearly to the image: full-resolution decoder layers, over half the FLOPs, buy no precision a
+2.5 cm block needs.
+Image sides must be multiples of 16. Pixels: ``(u, v)`` = (column, row), logits (B, H, W), flat
+index ``v * W + u``.
 """
 
 from __future__ import annotations
@@ -64,7 +68,7 @@ class SpatialStream(nn.Module):
 class SemanticStream(nn.Module):
     """Decoder over frozen Lite0 features (strides 4, 8, 16) to stride 2, each of its three upsampling
     steps followed by language fusion (element-wise product) and the lateral sum from the spatial stream.
-    The stride-2 logits are upsampled bilinearly to the image (a cell is ~9 mm of table at 96 px)."""
+    The stride-2 logits are upsampled bilinearly to the image."""
 
     def __init__(self, lang_dim: int) -> None:
         super().__init__()
