@@ -87,7 +87,8 @@ def policy_hz(ckpt: str | None, repeats: int = 200) -> float | None:
     from vlm_robot_control.methods.base import PolicyModule
 
     module = _import(_class_path(ckpt)).load_from_checkpoint(ckpt, map_location="cpu").eval()
-    if not any(p.requires_grad for p in module.parameters()) or type(module).predict_chunk is PolicyModule.predict_chunk:
+    learned = any(p.requires_grad for p in module.parameters())
+    if not learned or type(module).predict_chunk is PolicyModule.predict_chunk:
         return None
     data = TabletopDataModule(cache_dir=CACHE[1])
     module.embed = lambda sentences: data.embed(sentences)
@@ -173,7 +174,7 @@ def write_results(bench: dict) -> None:
         "",
         "| measure | steps/s |",
         "|---|---|",
-        f"| physics only (random actions, 5 x 8 ms substeps per control step) | {speed['env_steps_per_s_physics']:.0f} |",
+        f"| physics only (random actions, 5 x 8 ms substeps) | {speed['env_steps_per_s_physics']:.0f} |",
         f"| physics + 96 x 96 render per step | {speed['env_steps_per_s_render_96']:.0f} |",
         f"| scripted expert acting (physics + expert logic) | {speed['expert_steps_per_s']:.0f} |",
         "",

@@ -30,7 +30,6 @@ from vlm_robot_control.env.tasks import (
 )
 
 
-
 def make(family: str = "pick_place", split: str = "seen", **kwargs) -> TabletopEnv:
     return TabletopEnv(family, split, **kwargs)
 
@@ -305,9 +304,6 @@ def test_perturbed_changes_the_picture_not_the_scene():
     np.testing.assert_array_equal(perturbed.reset(seed=2)[0]["image"], again["image"])
 
 
-@pytest.mark.xfail(strict=True, reason="bug: tabletop.py reset() draws the hand's start from the episode rng "
-                   "after _perturb() has drawn the camera/light values, so for the same seed the perturbed "
-                   "split starts the gripper elsewhere than seen does (the physics state differs)")
 def test_perturbed_starts_the_gripper_where_seen_does():
     seen, perturbed = make("pick_place", "seen"), make("pick_place", "perturbed")
     for seed in range(3):
@@ -369,12 +365,6 @@ def test_env_places_objects_where_the_task_says_and_they_rest(family):
         np.testing.assert_allclose(env.block_positions(), start, atol=1e-3)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: scene.py _bowl_walls writes euler='0 0 <a>' in radians but the MJCF "
-                   "compiler reads degrees (no angle='radian' in <compiler>), so the 10 wall boxes are all turned "
-                   "by < 6 degrees: the ones at +-y are radial spokes reaching from 2.7 cm (inside the bowl) to "
-                   "7.1 cm (outside) instead of a closed ring; the open fingers then land on them when a block "
-                   "starts 10 cm from a bowl (most expert failures: with angle='radian' the expert solves "
-                   "200/200 pick_place and 100/100 put_all seeds instead of 194/200 and ~93/100)")
 def test_bowl_walls_form_a_closed_ring():
     import mujoco  # here, not at the top: vlm_robot_control must pick MUJOCO_GL=egl before mujoco loads
 
@@ -480,9 +470,6 @@ def test_action_moves_the_hand_by_its_fraction_of_max_delta(axis, value):
     assert np.abs(steps[:, others]).max() < 1e-6
 
 
-@pytest.mark.xfail(strict=True, reason="bug: tabletop.py step() clamps the servo target to hand +- 2*MAX_DELTA; "
-                   "the servo needs a larger lag to move MAX_DELTA per step, so any |action| > ~0.86 moves "
-                   "0.857*MAX_DELTA per step (0.32 m/s), not the documented MAX_DELTA (0.375 m/s)")
 @pytest.mark.parametrize("value", [1.0, -1.0])
 def test_full_action_moves_the_hand_by_max_delta(value):
     env = make()

@@ -61,9 +61,6 @@ def test_wilson_closed_form_by_hand(k, n, low, high):
     assert lo == pytest.approx(low, abs=1e-6) and hi == pytest.approx(high, abs=1e-6)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: metrics.py:38 computes centre +- half in floating point, so at "
-                   "k = n the upper end is 0.9999999999999999 (< the success rate 1.0) for n = 4, 10, 50, ... "
-                   "and at k = 0 the lower end is a tiny positive number for n = 69, 75, ...")
 def test_wilson_interval_contains_the_rate_and_reaches_0_and_1_exactly():
     for n in range(1, 101):
         for k in range(n + 1):

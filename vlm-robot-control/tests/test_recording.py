@@ -215,9 +215,6 @@ def test_train_and_val_split_by_episode(fitted):
     assert sorted([*fitted.train_set.rows.tolist(), *fitted.val_set.rows.tolist()]) == list(range(n_frames))
 
 
-@pytest.mark.xfail(strict=True, reason="bug: datamodule.py:134 holds out max(1, round(val_fraction * n)) episodes, "
-                   "so a single recorded episode (train_episodes=1, one task) all goes to validation and the "
-                   "training set is silently empty (even with val_fraction=0)")
 def test_a_single_episode_never_leaves_training_empty(cache_dir):
     dm = TabletopDataModule(tasks=["pick_place"], train_episodes=1, val_fraction=0.0, cache_dir=str(cache_dir))
     try:

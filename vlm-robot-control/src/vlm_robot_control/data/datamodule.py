@@ -14,6 +14,7 @@ test: one job per (family, split, batch of seeds), run by the policy module as c
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -61,11 +62,11 @@ class DemoFrames(Dataset):
 
 
 class TabletopDataModule(LightningDataModule):
-    def __init__(self, tasks: list[str] = ["pick_place"], train_episodes: int = 200, expert_noise: float = 0.15,
+    def __init__(self, tasks: Sequence[str] = ("pick_place",), train_episodes: int = 200, expert_noise: float = 0.15,
                  images: bool = False, image_size: int = 96, dataset_root: str | None = None,
                  cache_dir: str = "data/vlm-robot-control", record_seed: int = 0, chunk_size: int = 1,
                  batch_size: int = 256, val_fraction: float = 0.1, val_episodes: int = 20,
-                 eval_tasks: list[str] | None = None, eval_splits: list[str] = list(SPLITS),
+                 eval_tasks: Sequence[str] | None = None, eval_splits: Sequence[str] = SPLITS,
                  eval_episodes: int = 50, eval_batch: int = 25, paraphrase_file: str | None = None,
                  num_workers: int = 0) -> None:
         """``val_episodes``: seen-split rollouts after every epoch (the success curve, and the best

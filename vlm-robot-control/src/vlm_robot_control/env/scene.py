@@ -12,7 +12,7 @@ right and y away from the viewer in the top camera's image (image row 0 = +y).
 from __future__ import annotations
 
 import math
-from functools import lru_cache
+from functools import cache
 
 import mujoco
 
@@ -69,20 +69,21 @@ def scene_xml(n_blocks: int, n_bowls: int, n_zones: int) -> str:
   </visual>
   <default>
     <default class="block">
-      <geom contype="3" conaffinity="3" type="box" size="{BLOCK_HALF} {BLOCK_HALF} {BLOCK_HALF}" mass="0.03" friction="1.2 0.01 0.001"
-            condim="4"/>
+      <geom contype="3" conaffinity="3" type="box" size="{BLOCK_HALF} {BLOCK_HALF} {BLOCK_HALF}" mass="0.03"
+            friction="1.2 0.01 0.001" condim="4"/>
     </default>
     <default class="bowl"><geom contype="2" conaffinity="2" rgba="0.5 0.5 0.5 1" friction="0.6 0.005 0.0001"/></default>
     <default class="zone">
       <geom type="box" size="{ZONE_HALF} {ZONE_HALF} 0.0005" pos="0 0 0.0005" contype="0" conaffinity="0"/>
     </default>
     <default class="finger">
-      <geom contype="3" conaffinity="3" type="box" size="0.012 0.005 0.022" pos="0 0 0.012" friction="1.5 0.02 0.001" condim="4"
-            rgba="0.25 0.25 0.28 1" mass="0.02"/>
+      <geom contype="3" conaffinity="3" type="box" size="0.012 0.005 0.022" pos="0 0 0.012"
+            friction="1.5 0.02 0.001" condim="4" rgba="0.25 0.25 0.28 1" mass="0.02"/>
     </default>
   </default>
   <worldbody>
-    <geom name="table" type="plane" contype="1" conaffinity="1" size="0.6 0.6 0.6" rgba="0.82 0.78 0.70 1" friction="0.5 0.005 0.0001"/>
+    <geom name="table" type="plane" contype="1" conaffinity="1" size="0.6 0.6 0.6"
+          rgba="0.82 0.78 0.70 1" friction="0.5 0.005 0.0001"/>
     <camera name="top" pos="0 0 {CAMERA_HEIGHT}" xyaxes="1 0 0 0 1 0" fovy="{CAMERA_FOVY}"/>
     <body name="hand" gravcomp="1">
       <joint name="hand_x" type="slide" axis="1 0 0" range="-0.25 0.25" damping="5"/>
@@ -112,7 +113,7 @@ def scene_xml(n_blocks: int, n_bowls: int, n_zones: int) -> str:
 </mujoco>"""
 
 
-@lru_cache(maxsize=None)
+@cache
 def _compiled_xml(n_blocks: int, n_bowls: int, n_zones: int) -> str:
     return scene_xml(n_blocks, n_bowls, n_zones)
 

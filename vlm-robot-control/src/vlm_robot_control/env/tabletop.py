@@ -24,7 +24,13 @@ import numpy as np
 
 from vlm_robot_control.env import scene
 from vlm_robot_control.env.tasks import (
-    COLOURS, MAX_STEPS_PER_GOAL, SLOTS, Task, goal_reached, heldout_phrasings, sample_task,
+    COLOURS,
+    MAX_STEPS_PER_GOAL,
+    SLOTS,
+    Task,
+    goal_reached,
+    heldout_phrasings,
+    sample_task,
 )
 
 MAX_DELTA = 0.015          # m per control step at |action| = 1 (0.375 m/s)

@@ -60,7 +60,8 @@ class PolicyModule(LightningModule):
                  for key in ("state", "environment_state")}
         batch["lang"] = self._lang[list(ids)]
         if self.observation_image:
-            batch["image"] = torch.as_tensor(np.stack([o["image"] for o in obs]), device=self.device).permute(0, 3, 1, 2)
+            images = np.stack([o["image"] for o in obs])
+            batch["image"] = torch.as_tensor(images, device=self.device).permute(0, 3, 1, 2)
         return batch
 
     @torch.no_grad()

@@ -33,12 +33,13 @@ def to_action(pred: Tensor) -> Tensor:
 
 class StateBC(PolicyModule):
     def __init__(self, hidden: int = 512, layers: int = 3, dropout: float = 0.1, chunk_size: int = 1,
-                 pointer_weight: float = 1.0, lr: float = 1e-3, weight_decay: float = 1e-4,
+                 pointer_weight: float = 1.0, full_state: bool = False, lr: float = 1e-3, weight_decay: float = 1e-4,
                  n_action_steps: int = 1, log_videos: int = 4) -> None:
         super().__init__(lr, weight_decay, n_action_steps, log_videos)
         self.save_hyperparameters()
         self.pointer_weight = pointer_weight
-        self.model = StateMLP(hidden=hidden, layers=layers, dropout=dropout, chunk_size=chunk_size)
+        self.model = StateMLP(hidden=hidden, layers=layers, dropout=dropout, chunk_size=chunk_size,
+                              full_state=full_state)
 
     def loss(self, batch: dict[str, Tensor]) -> Tensor:
         loss = bc_loss(self.model(batch["state"], batch["environment_state"], batch["lang"]), batch["action"])

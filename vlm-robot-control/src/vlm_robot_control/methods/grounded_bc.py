@@ -122,7 +122,8 @@ class GroundedBC(PolicyModule):
 
     def begin(self, envs: Sequence[TabletopEnv]) -> None:
         super().begin(envs)
-        env_state = torch.as_tensor(np.stack([env.observation()["environment_state"] for env in envs]), device=self.device)
+        env_state = np.stack([env.observation()["environment_state"] for env in envs])
+        env_state = torch.as_tensor(env_state, device=self.device)
         self._grounding = self.ground(self._lang, env_state)
         for env, (family, pick, place) in zip(envs, self._grounding.tolist()):
             slots, goal = env.task.slots(), env.task.goals[0]

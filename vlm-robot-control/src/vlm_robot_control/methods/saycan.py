@@ -211,7 +211,7 @@ class SayCan(PolicyModule):
 
     def on_validation_epoch_end(self) -> None:
         """``val/value_accuracy`` / ``val/value_loss`` on the held-out tries, then the success rollouts."""
-        if hasattr(self, "held_out"):
+        if hasattr(self, "held_out") and len(self.held_out["label"]):
             batch = {key: value.to(self.device) for key, value in self.held_out.items()}
             logits = self.value_logits(batch["environment_state"], batch["skill"])
             self.log("val/value_loss", F.binary_cross_entropy_with_logits(logits, batch["label"]))

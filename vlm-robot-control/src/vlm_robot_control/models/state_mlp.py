@@ -9,7 +9,9 @@ A plain MLP on [state, language] must learn a multiplicative "which slot does th
 function from a few hundred demos, and does not (0% success in 30 epochs here). So the language
 also predicts two soft pointers over the present slots (pick and place: softmax of a linear map of
 the embedding, masked to present objects), and the pointed-to slots' features join the MLP input:
-attention-style conditioning, trained end to end by the BC loss alone.
+attention-style conditioning. With ``full_state`` the MLP also sees every slot (the classic flat
+state input); without it (default) it sees only proprioception, the two pointed-to objects and the
+sentence, which is what made BC work here: 24% seen success with the flat input after 12 epochs.
 """
 
 from __future__ import annotations
@@ -33,12 +35,12 @@ def state_features(state: Tensor, environment_state: Tensor) -> Tensor:
 
 class StateMLP(nn.Module):
     def __init__(self, n_slots: int = 30, lang_dim: int = 384, hidden: int = 512, layers: int = 3,
-                 dropout: float = 0.1, chunk_size: int = 1) -> None:
+                 dropout: float = 0.1, chunk_size: int = 1, full_state: bool = False) -> None:
         super().__init__()
-        self.chunk_size = chunk_size
+        self.chunk_size, self.full_state = chunk_size, full_state
         self.n_slots = n_slots
         self.pointers = nn.Linear(lang_dim, 2 * n_slots)        # pick / place slot logits
-        dims = [4 + n_slots * 7 + 2 * 7 + lang_dim] + [hidden] * layers
+        dims = [4 + (n_slots * 7 if full_state else 0) + 2 * 7 + lang_dim] + [hidden] * layers
         blocks = []
         for a, b in zip(dims[:-1], dims[1:]):
             blocks += [nn.Linear(a, b), nn.LayerNorm(b), nn.GELU(), nn.Dropout(dropout)]
@@ -48,7 +50,8 @@ class StateMLP(nn.Module):
     def forward(self, state: Tensor, environment_state: Tensor, lang: Tensor) -> Tensor:
         """(B, chunk_size, 4): xyz displacement (unbounded; clamp to [-1, 1] to act) and gripper logit."""
         features = state_features(state, environment_state)
-        x = torch.cat([features, self.attend(features, environment_state, lang), lang], 1)
+        x = torch.cat([features if self.full_state else features[:, :4],
+                       self.attend(features, environment_state, lang), lang], 1)
         return self.head(self.trunk(x)).view(len(x), self.chunk_size, 4)
 
     def slot_weights(self, environment_state: Tensor, lang: Tensor) -> Tensor:
@@ -61,4 +64,8 @@ class StateMLP(nn.Module):
         """(B, 14): [absolute xyz, present, relative xyz] of the pointed-to pick and place slots."""
         n = self.n_slots
         per_slot = torch.cat([features[:, 4:4 + 4 * n].view(-1, n, 4), features[:, 4 + 4 * n:].view(-1, n, 3)], -1)
-        return (self.slot_weights(environment_state, lang) @ per_slot).flatten(1)
+        # Hard pointers (straight-through): a soft mix of 86% right object and 14% others puts the
+        # "object" centimetres off, which measurably broke grasps (16% seen success soft vs hard).
+        soft = self.slot_weights(environment_state, lang)
+        hard = torch.nn.functional.one_hot(soft.argmax(-1), self.n_slots).to(soft)
+        return ((hard - soft.detach() + soft) @ per_slot).flatten(1)
