@@ -65,11 +65,18 @@ def env_speed(steps: int = 5000) -> dict[str, float]:
     return out
 
 
-def train(method: str) -> dict:
+def extra_args(method: str, bench: dict) -> list[str]:
+    """PPO fine-tunes the bench's own state BC checkpoint (10 PPO iterations), so its row is BC + RL."""
+    if method == "ppo" and "state_bc" in bench["methods"]:
+        return ["--model.init_args.init_ckpt", bench["methods"]["state_bc"]["ckpt"], "--trainer.max_epochs", "10"]
+    return []
+
+
+def train(method: str, extra: list[str]) -> dict:
     experiment = f"bench_{method}"
     start = time.perf_counter()
     subprocess.run([*CLI, "fit", "--config", f"configs/{method}.yaml", "--experiment", experiment,
-                    "--test_after_fit", "true", "--trainer.enable_progress_bar", "false", *CACHE],
+                    "--test_after_fit", "true", "--trainer.enable_progress_bar", "false", *CACHE, *extra],
                    cwd=HERE, check=True, stdout=subprocess.DEVNULL)
     seconds = time.perf_counter() - start
     run = sorted((RUNS / experiment).glob("version_*"), key=lambda p: int(p.name.split("_")[1]))[-1]
@@ -193,7 +200,8 @@ def main() -> None:
     print(json.dumps(bench["env"], indent=1), flush=True)
     for method in args.only or METHODS:
         print(f"== {method}", flush=True)
-        bench["methods"][method] = {**train(method), "date": time.strftime("%Y-%m-%d %H:%M")}
+        extra = extra_args(method, bench)
+        bench["methods"][method] = {**train(method, extra), "args": extra, "date": time.strftime("%Y-%m-%d %H:%M")}
         print(json.dumps({k: v for k, v in bench["methods"][method].items() if k != "metrics"}), flush=True)
         RUNS.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(bench, indent=1))

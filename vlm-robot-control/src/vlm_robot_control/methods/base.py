@@ -111,5 +111,10 @@ class PolicyModule(LightningModule):
         self.test_results = self._results
         self._results, self._videos = [], []
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+    def configure_optimizers(self) -> dict:
+        """AdamW with cosine decay to 0 over the run: without the decay, closed-loop success of the
+        state BC swung between 15% and 90% from one epoch to the next."""
+        optimizer = torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        steps = max(1, self.trainer.estimated_stepping_batches)
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -220,3 +220,7 @@ class PPO(PolicyModule):
     def on_train_epoch_end(self) -> None:
         if self.current_epoch >= self.bc_epochs:
             self.log("train/policy_updates", float(self.policy_updates))
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        """Plain AdamW: the two phases set their own learning rates (``lr``, then ``ppo_lr``)."""
+        return torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
