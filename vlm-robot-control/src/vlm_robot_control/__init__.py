@@ -13,7 +13,14 @@ import os
 # Headless offscreen rendering (EGL works on CPU-only machines); set before anything imports mujoco.
 os.environ.setdefault("MUJOCO_GL", "egl")
 
+import contextlib  # noqa: E402
+
 import gymnasium  # noqa: E402
+
+# Loading triton (lightning and sentence-transformers import it) after a Mesa EGL context exists
+# crashes the process (two LLVMs); loading it first is safe. It costs ~0.5 s where installed.
+with contextlib.suppress(ImportError):
+    import triton  # noqa: F401
 
 ENV_ID = "VLMTabletop-v0"
 

@@ -121,16 +121,22 @@ def _compiled_xml(n_blocks: int, n_bowls: int, n_zones: int) -> str:
 def build_model(n_blocks: int, n_bowls: int, n_zones: int) -> mujoco.MjModel:
     """A fresh model (each env owns its copy: colours are written into it per episode)."""
     model = mujoco.MjModel.from_xml_string(_compiled_xml(n_blocks, n_bowls, n_zones))
-    # Software rendering is fast only without multisampling, shadows and reflections (see README).
+    # Software rendering is fast only without multisampling, shadows and reflections (see README),
+    # and with coarse tessellation: MuJoCo draws each box face as numquads^2 quads (default 4: 16)
+    # and cylinders with numslices (default 28) sides. Measured at 96 x 96, renders/s: defaults
+    # (without multisampling/shadows) 694, numslices 8 934, + numquads 1 1976; the image is unchanged.
     model.vis.quality.offsamples = 0
     model.vis.quality.shadowsize = 0
+    model.vis.quality.numquads = 1
+    model.vis.quality.numslices = 8
+    model.vis.quality.numstacks = 4
     return model
 
 
 def fast_renderer(model: mujoco.MjModel, height: int, width: int) -> mujoco.Renderer:
-    """An offscreen renderer with shadows, reflections and skybox off (~15x faster on CPU)."""
+    """An offscreen renderer with shadows, reflections, skybox and haze off (~15x faster on CPU)."""
     renderer = mujoco.Renderer(model, height, width)
     for flag in (mujoco.mjtRndFlag.mjRND_SHADOW, mujoco.mjtRndFlag.mjRND_REFLECTION,
-                 mujoco.mjtRndFlag.mjRND_SKYBOX):
+                 mujoco.mjtRndFlag.mjRND_SKYBOX, mujoco.mjtRndFlag.mjRND_HAZE):
         renderer.scene.flags[flag] = 0
     return renderer
