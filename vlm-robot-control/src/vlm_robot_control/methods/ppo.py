@@ -70,7 +70,10 @@ def ppo_clip_loss(logp: Tensor, logp_old: Tensor, advantages: Tensor, clip: floa
 
 
 class PPO(PolicyModule):
-    def __init__(self, hidden: int = 512, layers: int = 3, value_hidden: int = 256, init_ckpt: str | None = None,
+    # The last checkpoint is the fine-tuned policy: 20 deterministic validation episodes cannot rank
+    # PPO iterations (ties keep the earliest), so "best" would quietly test the first iteration.
+    monitor = None
+    def __init__(self, hidden: int = 256, layers: int = 3, value_hidden: int = 256, init_ckpt: str | None = None,
                  bc_epochs: int = 20, n_envs: int = 16, rollout_episodes: int = 32, ppo_epochs: int = 4,
                  minibatch_size: int = 256, gamma: float = 0.99, gae_lambda: float = 0.95, clip: float = 0.2,
                  value_coef: float = 0.5, entropy_coef: float = 0.0, bc_coef: float = 0.1, target_kl: float = 0.02,
