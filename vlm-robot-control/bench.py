@@ -152,7 +152,8 @@ def write_results(bench: dict) -> None:
         "",
         "## Methods x splits (pick_place)",
         "",
-        "| method | " + " | ".join(SPLITS) + " | episode length | fit + test (min) | policy Hz (batch 1) |",
+        "| method | " + " | ".join(SPLITS)
+        + " | episode length (all families) | fit + test (min) | policy Hz (batch 1) |",
         "|---|" + "---|" * (len(SPLITS) + 3),
     ]
     for method in METHODS:

@@ -29,7 +29,8 @@ def fit_and_test(config: str, cache_dir: Path, tmp_path: Path, monkeypatch, *ext
         "vlm-robot-control", "fit", f"--config={CONFIGS / f'{config}.yaml'}", "--trainer.max_epochs=1",
         "--trainer.limit_train_batches=3", "--data.init_args.train_episodes=4", "--data.init_args.val_episodes=2",
         "--data.init_args.eval_episodes=2", "--data.init_args.eval_batch=2",
-        "--data.init_args.eval_splits=[seen,unseen_phrasing,distractors]", "--model.init_args.log_videos=1",
+        "--data.init_args.eval_splits=[seen,unseen_phrasing,distractors]", "--data.init_args.eval_tasks=[pick_place]",
+        "--model.init_args.log_videos=1",
         f"--data.init_args.cache_dir={cache_dir}", "--test_after_fit=true", *extra])
     cli.main()
     runs = list((tmp_path / "runs" / "vlm-robot-control").glob("*/version_0"))
