@@ -32,7 +32,7 @@ from vlm_robot_control.env.tabletop import TabletopEnv
 from vlm_robot_control.env.tasks import SINGLE_STEP, SLOTS
 from vlm_robot_control.methods.base import PolicyModule
 from vlm_robot_control.methods.bc import bc_loss, to_action
-from vlm_robot_control.models.state_mlp import state_features
+from vlm_robot_control.models.state_mlp import mlp_trunk, per_slot_features, state_features
 
 # family -> (pick kind, place kind, canonical phrasing)
 CANONICAL = {
@@ -62,17 +62,13 @@ class GeometryMLP(nn.Module):
         super().__init__()
         self.chunk_size = chunk_size
         dims = [4 + 2 * 7 + n_families] + [hidden] * layers
-        blocks = []
-        for a, b in zip(dims[:-1], dims[1:]):
-            blocks += [nn.Linear(a, b), nn.LayerNorm(b), nn.GELU()]
-        self.trunk = nn.Sequential(*blocks)
+        self.trunk = mlp_trunk(dims)
         self.head = nn.Linear(hidden, chunk_size * 4)
 
     def forward(self, state: Tensor, environment_state: Tensor, grounding: Tensor) -> Tensor:
         """``grounding`` (B, 3) long: family, pick slot, place slot."""
         features = state_features(state, environment_state)
-        n = len(SLOTS)
-        per_slot = torch.cat([features[:, 4:4 + 4 * n].view(-1, n, 4), features[:, 4 + 4 * n:].view(-1, n, 3)], -1)
+        per_slot = per_slot_features(features, len(SLOTS))
         rows = torch.arange(len(state), device=state.device)
         family = nn.functional.one_hot(grounding[:, 0], len(SINGLE_STEP)).float()
         x = torch.cat([features[:, :4], per_slot[rows, grounding[:, 1]], per_slot[rows, grounding[:, 2]], family], 1)

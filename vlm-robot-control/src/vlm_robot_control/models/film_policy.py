@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from vlm_robot_control.models.state_mlp import POSITION_SCALE
+from vlm_robot_control.models.state_mlp import POSITION_SCALE, mlp_trunk
 from vlm_robot_control.models.vision import FiLMGenerator, Lite0Encoder, SmallCNN
 
 BACKBONES = ("small_cnn", "lite0")
@@ -61,10 +61,7 @@ class FiLMPolicy(nn.Module):
         else:
             self.pool, features = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten()), channels
         dims = [features + 4] + [hidden] * layers
-        blocks = []
-        for a, b in zip(dims[:-1], dims[1:]):
-            blocks += [nn.Linear(a, b), nn.LayerNorm(b), nn.GELU()]
-        self.trunk = nn.Sequential(*blocks)
+        self.trunk = mlp_trunk(dims)
         self.head = nn.Linear(hidden, chunk_size * 4)
 
     def forward(self, image: Tensor, state: Tensor, lang: Tensor) -> Tensor:

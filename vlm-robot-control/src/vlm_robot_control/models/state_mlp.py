@@ -33,6 +33,20 @@ def state_features(state: Tensor, environment_state: Tensor) -> Tensor:
     return torch.cat([proprio, absolute.flatten(1), relative.flatten(1)], 1)
 
 
+def mlp_trunk(dims: list[int], dropout: float | None = None) -> nn.Sequential:
+    """[Linear, LayerNorm, GELU(, Dropout)] per consecutive pair of ``dims``: every policy trunk here."""
+    blocks: list[nn.Module] = []
+    for a, b in zip(dims[:-1], dims[1:]):
+        blocks += [nn.Linear(a, b), nn.LayerNorm(b), nn.GELU()] + ([nn.Dropout(dropout)] if dropout is not None else [])
+    return nn.Sequential(*blocks)
+
+
+def per_slot_features(features: Tensor, n_slots: int) -> Tensor:
+    """(B, n_slots, 7) from ``state_features``: each slot's [absolute xyz, present, relative xyz]."""
+    absolute = features[:, 4:4 + 4 * n_slots].view(-1, n_slots, 4)
+    return torch.cat([absolute, features[:, 4 + 4 * n_slots:].view(-1, n_slots, 3)], -1)
+
+
 class StateMLP(nn.Module):
     def __init__(self, n_slots: int = 30, lang_dim: int = 384, hidden: int = 512, layers: int = 3,
                  dropout: float = 0.1, chunk_size: int = 1, full_state: bool = False) -> None:
@@ -46,10 +60,7 @@ class StateMLP(nn.Module):
         # object"; the rest (e.g. which family) needs few dimensions, and 384 raw ones overfit.
         self.lang_proj = nn.Linear(lang_dim, 32)
         dims = [4 + (n_slots * 7 if full_state else 0) + 2 * 7 + 32] + [hidden] * layers
-        blocks = []
-        for a, b in zip(dims[:-1], dims[1:]):
-            blocks += [nn.Linear(a, b), nn.LayerNorm(b), nn.GELU(), nn.Dropout(dropout)]
-        self.trunk = nn.Sequential(*blocks)
+        self.trunk = mlp_trunk(dims, dropout)
         self.head = nn.Linear(hidden, chunk_size * 4)
 
     def forward(self, state: Tensor, environment_state: Tensor, lang: Tensor) -> Tensor:
@@ -67,8 +78,7 @@ class StateMLP(nn.Module):
 
     def attend(self, features: Tensor, environment_state: Tensor, lang: Tensor) -> Tensor:
         """(B, 14): [absolute xyz, present, relative xyz] of the pointed-to pick and place slots."""
-        n = self.n_slots
-        per_slot = torch.cat([features[:, 4:4 + 4 * n].view(-1, n, 4), features[:, 4 + 4 * n:].view(-1, n, 3)], -1)
+        per_slot = per_slot_features(features, self.n_slots)
         # Hard pointers (straight-through): a soft mix of 86% right object and 14% others puts the
         # "object" centimetres off, which measurably broke grasps (16% seen success soft vs hard).
         soft = self.slot_weights(environment_state, lang)
