@@ -292,6 +292,8 @@ def test_perturbed_changes_the_picture_not_the_scene():
         np.testing.assert_array_equal(seen.task.positions, perturbed.task.positions)
         np.testing.assert_array_equal(seen.task.yaws, perturbed.task.yaws)
         np.testing.assert_array_equal(obs_seen["environment_state"], obs_pert["environment_state"])
+        # The camera renders from this episode's pose (with sleeping on, a stale pose could survive a reset).
+        np.testing.assert_allclose(perturbed._data.cam_xpos[0], perturbed._model.cam_pos[0], atol=1e-12)
         # The table fills most of the image: its colour is the median pixel.
         colour_seen = np.median(obs_seen["image"].reshape(-1, 3), axis=0)
         colour_pert = np.median(obs_pert["image"].reshape(-1, 3), axis=0)
@@ -509,3 +511,41 @@ def test_truncation_after_max_steps_per_goal(family):
         _, reward, terminated, truncated, info = env.step(np.array([0.0, 0.0, 0.0, -1.0]))
         assert reward == 0.0 and not terminated and truncated == (step == limit)
         assert not info["is_success"] and info["subgoals_total"] == len(env.task.goals)
+
+
+# -- speed choices that must not change the physics a task needs --------------------------------------
+
+def test_resting_blocks_sleep_reset_wakes_them_and_the_gripper_wakes_what_it_pushes():
+    """MuJoCo sleeping (scene.py): resting blocks are frozen, a reset or a touch wakes them."""
+    env = make("push")
+    env.reset(seed=0)
+    data, n_trees = env._data, env._model.ntree
+    for _ in range(5):   # hold still: every block comes to rest and sleeps; the actuated hand never does
+        env.step(np.array([0.0, 0.0, 0.0, 1.0]))
+    assert data.ntree_awake == 1
+    env.reset(seed=1)
+    assert data.ntree_awake == n_trees
+    # A reset after sleeping puts the blocks where the new task says (sleeping must not keep stale poses).
+    np.testing.assert_allclose(env.block_positions()[:, :2], env.task.positions[:env.task.counts()[0]], atol=1e-12)
+    expert = ScriptedExpert(env)
+    moved = False
+    start = env.block_positions().copy()
+    for _ in range(200):   # the expert pushes the block: it must wake and move
+        *_, terminated, truncated, _ = env.step(expert.act())
+        moved |= bool(np.any(np.abs(env.block_positions() - start) > 0.01))
+        if terminated or truncated:
+            break
+    assert moved and terminated
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_random_rollouts_stay_inside_the_observation_space(family):
+    """The privileged state is not clipped (it costs as much as a tenth of a step): check it never needs to be."""
+    env = make(family, "distractors")
+    rng = np.random.default_rng(0)
+    for seed in range(2):
+        obs, _ = env.reset(seed=seed)
+        for _ in range(150):
+            obs, *_ = env.step(rng.uniform(-1, 1, size=4))
+            assert env.observation_space.contains(obs)
+            assert np.abs(obs["environment_state"].reshape(-1, 4)[:, :3]).max() < 0.5   # positions (m)

@@ -29,7 +29,7 @@ from vlm_robot_control.env.tasks import FAMILIES, SPLITS, load_phrasings
 from vlm_robot_control.evaluation import EVAL_SEED_OFFSET
 from vlm_robot_control.language import SentenceEncoder
 
-RECORDING_VERSION = 2   # bump when the env or expert changes what gets recorded
+RECORDING_VERSION = 3   # bump when the env or expert changes what gets recorded
 VAL_SEED_OFFSET = 20_000_000
 
 
