@@ -30,6 +30,7 @@ WORKSPACE = 0.17          # half side of the square objects are placed in (m)
 BLOCK_HALF = 0.0125       # 2.5 cm cubes
 BOWL_RADIUS = 0.05        # inner radius of a bowl's wall ring
 ZONE_HALF = 0.05          # 10 cm square zones
+HAND_XY_RANGE = (-0.25, 0.25)   # the gripper's x and y joint ranges (m)
 HAND_Z_RANGE = (0.012, 0.16)
 FINGER_OPEN = 0.03        # each finger's slide joint range [0, FINGER_OPEN]: 3 cm clearance per side
 TIMESTEP = 0.008          # physics step (s); the control step is N_SUBSTEPS of them (25 Hz)
@@ -67,7 +68,7 @@ def scene_xml(n_blocks: int, n_bowls: int, n_zones: int) -> str:
         f'<body name="zone{i}" mocap="true" pos="{-0.5 - 0.15 * i} -0.5 0">'
         f'<geom class="zone" name="zone{i}"/></body>' for i in range(n_zones)
     )
-    hz = HAND_Z_RANGE
+    hxy, hz = HAND_XY_RANGE, HAND_Z_RANGE
     return f"""
 <mujoco model="vlm_tabletop">
   <compiler autolimits="true" angle="radian"/>
@@ -98,8 +99,8 @@ def scene_xml(n_blocks: int, n_bowls: int, n_zones: int) -> str:
           rgba="0.82 0.78 0.70 1" friction="0.5 0.005 0.0001"/>
     <camera name="top" pos="0 0 {CAMERA_HEIGHT}" xyaxes="1 0 0 0 1 0" fovy="{CAMERA_FOVY}"/>
     <body name="hand" gravcomp="1">
-      <joint name="hand_x" type="slide" axis="1 0 0" range="-0.25 0.25" damping="5"/>
-      <joint name="hand_y" type="slide" axis="0 1 0" range="-0.25 0.25" damping="5"/>
+      <joint name="hand_x" type="slide" axis="1 0 0" range="{hxy[0]} {hxy[1]}" damping="5"/>
+      <joint name="hand_y" type="slide" axis="0 1 0" range="{hxy[0]} {hxy[1]}" damping="5"/>
       <joint name="hand_z" type="slide" axis="0 0 1" range="{hz[0]} {hz[1]}" damping="5"/>
       <geom name="palm" type="box" size="0.015 0.05 0.008" pos="0 0 0.05" mass="0.3" rgba="0.3 0.3 0.35 1"/>
       <body name="finger_left" pos="0 0.005 0" gravcomp="1">
@@ -117,8 +118,8 @@ def scene_xml(n_blocks: int, n_bowls: int, n_zones: int) -> str:
   </worldbody>
   <equality><joint joint1="finger_left" joint2="finger_right"/></equality>
   <actuator>
-    <position name="hand_x" joint="hand_x" kp="1500" kv="60" timeconst="0.03" ctrlrange="-0.25 0.25"/>
-    <position name="hand_y" joint="hand_y" kp="1500" kv="60" timeconst="0.03" ctrlrange="-0.25 0.25"/>
+    <position name="hand_x" joint="hand_x" kp="1500" kv="60" timeconst="0.03" ctrlrange="{hxy[0]} {hxy[1]}"/>
+    <position name="hand_y" joint="hand_y" kp="1500" kv="60" timeconst="0.03" ctrlrange="{hxy[0]} {hxy[1]}"/>
     <position name="hand_z" joint="hand_z" kp="1500" kv="60" timeconst="0.03" ctrlrange="{hz[0]} {hz[1]}"/>
     <position name="fingers" joint="finger_left" kp="300" kv="3" timeconst="0.05" ctrlrange="0 {FINGER_OPEN}"/>
   </actuator>

@@ -35,8 +35,8 @@ from vlm_robot_control.env.tasks import (
 
 MAX_DELTA = 0.015          # m per control step at |action| = 1 (0.375 m/s)
 HAND_HOME = np.array([0.0, 0.0, 0.12])
-_CTRL_LOW = (-0.25, -0.25, scene.HAND_Z_RANGE[0])    # the hand's x, y, z ranges (joint ranges in scene.py)
-_CTRL_HIGH = (0.25, 0.25, scene.HAND_Z_RANGE[1])
+_CTRL_LOW = (scene.HAND_XY_RANGE[0], scene.HAND_XY_RANGE[0], scene.HAND_Z_RANGE[0])   # per axis x, y, z
+_CTRL_HIGH = (scene.HAND_XY_RANGE[1], scene.HAND_XY_RANGE[1], scene.HAND_Z_RANGE[1])
 
 
 class TabletopEnv(gym.Env):
