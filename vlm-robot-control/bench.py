@@ -7,7 +7,7 @@
 3. Policy inference rate on CPU: one observation (batch 1) through each learned policy.
 
 Numbers are kept in ``runs/vlm-robot-control/bench.json``; ``python bench.py --only ppo`` re-runs
-some methods and takes the others from that file.
+some methods and takes the others from that file (``--only`` alone: the environment speed only).
 """
 
 from __future__ import annotations
@@ -40,16 +40,22 @@ SPLITS = ["seen", "unseen_combo", "unseen_phrasing", "distractors", "perturbed"]
 
 
 def env_speed(steps: int = 5000) -> dict[str, float]:
-    import vlm_robot_control  # noqa: F401
+    import vlm_robot_control  # noqa: F401, I001  (before mujoco: it picks MUJOCO_GL)
     from vlm_robot_control.env.expert import ScriptedExpert
     from vlm_robot_control.env.tabletop import TabletopEnv
 
+    import mujoco
+
     actions = np.random.default_rng(0).uniform(-1, 1, size=(steps, 4)).astype(np.float32)
     out = {}
-    for name, image in (("physics", False), ("render_96", True)):
+    # physics_no_sleep: the A/B of MuJoCo's sleeping (scene.py), same protocol, same run.
+    for name, image in (("physics", False), ("physics_no_sleep", False), ("render_96", True)):
         env = TabletopEnv("pick_place", observation_image=image)
         n = steps if not image else steps // 2
         rates = []
+        env.reset(seed=0)   # builds the (cached, reused) model, whose option flags we may then edit
+        if name == "physics_no_sleep":
+            env._model.opt.enableflags &= ~int(mujoco.mjtEnableBit.mjENBL_SLEEP)
         for _ in range(3):   # best of 3, as timeit advises: the other runs measure the machine's noise
             env.reset(seed=0)
             start = time.perf_counter()
@@ -197,12 +203,15 @@ def write_results(bench: dict) -> None:
         "## Environment speed (one CPU core)",
         "",
         "Best of 3 runs of 5,000 (physics) / 2,500 (render) steps; all runs: "
-        f"{', '.join(f'{r:.0f}' for r in speed['env_steps_per_s_physics_runs'])} and "
-        f"{', '.join(f'{r:.0f}' for r in speed['env_steps_per_s_render_96_runs'])}.",
+        f"{', '.join(f'{r:.0f}' for r in speed['env_steps_per_s_physics_runs'])} (physics), "
+        f"{', '.join(f'{r:.0f}' for r in speed['env_steps_per_s_physics_no_sleep_runs'])} (sleeping off) and "
+        f"{', '.join(f'{r:.0f}' for r in speed['env_steps_per_s_render_96_runs'])} (render).",
         "",
         "| measure | steps/s |",
         "|---|---|",
         f"| physics only (random actions, 5 x 8 ms substeps) | {speed['env_steps_per_s_physics']:.0f} |",
+        "| physics only, MuJoCo sleeping off (A/B of scene.py's choice) | "
+        f"{speed['env_steps_per_s_physics_no_sleep']:.0f} |",
         f"| physics + 96 x 96 render per step | {speed['env_steps_per_s_render_96']:.0f} |",
         f"| scripted expert acting (physics + expert logic) | {speed['expert_steps_per_s']:.0f} |",
         "",
@@ -213,13 +222,14 @@ def write_results(bench: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", nargs="*", choices=METHODS, help="re-run these methods only")
+    parser.add_argument("--only", nargs="*", choices=METHODS,
+                        help="re-run these methods only (none: the environment speed only)")
     args = parser.parse_args()
     path = RUNS / "bench.json"
-    bench = json.loads(path.read_text()) if path.exists() and args.only else {"methods": {}}
+    bench = json.loads(path.read_text()) if path.exists() and args.only is not None else {"methods": {}}
     bench["env"] = env_speed()
     print(json.dumps(bench["env"], indent=1), flush=True)
-    for method in args.only or METHODS:
+    for method in METHODS if args.only is None else args.only:
         print(f"== {method}", flush=True)
         extra = extra_args(method, bench)
         bench["methods"][method] = {**train(method, extra), "args": extra, "date": time.strftime("%Y-%m-%d %H:%M")}

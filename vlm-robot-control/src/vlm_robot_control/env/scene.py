@@ -6,7 +6,7 @@ while recompiling XML costs milliseconds. Bowls and zones are mocap bodies (stat
 so only the blocks and the gripper are simulated.
 
 Speed (the issue asks >= 5,000 control steps/s on one core without rendering). Two choices cut the
-physics cost (sleeping alone: 1.6x more env steps/s, README) without changing what the tasks need:
+physics cost (sleeping alone: ~1.9x more env steps/s, RESULTS.md) without changing what the tasks need:
 
 - MuJoCo's sleeping (``<flag sleep="enable"/>``, hence mujoco >= 4.0): a block at rest (speed under
   ``sleep_tolerance`` for 10 steps) is frozen and skipped until something awake touches it. The
