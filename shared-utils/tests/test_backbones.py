@@ -90,3 +90,47 @@ def test_weight_errors(tmp_path):
         create_backbone("resnet50", weights=str(wrong))
     with pytest.raises(ValueError, match="unknown backbone"):
         create_backbone("vgg16")
+
+
+class _Head(torch.nn.Module):
+    """A learned head on a backbone, as the projects build them."""
+
+    def __init__(self, freeze: str, weights: str | None = "imagenet") -> None:
+        super().__init__()
+        self.backbone = create_backbone("efficientnet_lite0", weights=weights, strides=(8,), freeze=freeze)
+        self.head = torch.nn.Conv2d(40, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(x)[0])
+
+
+def test_frozen_backbone_stays_in_eval_and_out_of_checkpoints(tmp_path):
+    torch.manual_seed(0)
+    model = _Head("all").train()
+    assert not model.backbone.training and model.head.training
+    assert not any(p.requires_grad for p in model.backbone.parameters())
+    assert set(model.state_dict()) == {"head.weight", "head.bias"}  # only what is learned
+    torch.save(model.state_dict(), tmp_path / "head.pt")
+    assert (tmp_path / "head.pt").stat().st_size < 10_000
+
+    reloaded = _Head("all")
+    reloaded.load_state_dict(torch.load(tmp_path / "head.pt", weights_only=True), strict=True)
+    x = torch.rand(2, 3, 64, 64)
+    assert torch.equal(model.eval()(x), reloaded.eval()(x))
+    # A checkpoint written before the rule (backbone tensors inside) still loads them.
+    full = {f"backbone.{k}": v + 1 for k, v in create_backbone("efficientnet_lite0", strides=(8,)).state_dict().items()}
+    reloaded.load_state_dict({**full, **model.state_dict()}, strict=True)
+    assert torch.equal(reloaded.backbone._conv_stem.weight, model.backbone._conv_stem.weight + 1)
+
+
+def test_batchnorm_freeze_trains_weights_with_pretrained_statistics():
+    model = _Head("batchnorm").train()
+    assert not model.backbone.training and all(p.requires_grad for p in model.backbone.parameters())
+    assert any(k.startswith("backbone.") for k in model.state_dict())
+
+
+def test_frozen_random_init_is_kept_in_checkpoints():
+    # Random weights cannot be rebuilt at load time: they stay in the state dict.
+    assert any(k.startswith("backbone.") for k in _Head("all", weights=None).state_dict())
+    with pytest.raises(ValueError, match="freeze must be one of"):
+        create_backbone("efficientnet_lite0", freeze="yes")

