@@ -206,7 +206,7 @@ def test_missing_dataset_is_one_line_and_leaves_no_run(workdir, capsys):
         err = capsys.readouterr().err
         assert "Traceback" not in err and err.strip().splitlines()[-1] == (
             "error: no_such_dataset: expected data.csv, found nothing: no_such_dataset does not exist")
-    assert not EXP.exists() or not any(EXP.iterdir())
+    assert not EXP.exists()  # not even the empty experiment folder
 
 
 def test_bad_yaml_names_the_file(workdir, capsys):
@@ -224,3 +224,16 @@ def test_links_copy_a_setting_from_data_to_model(workdir):
     ran = run_cli(TinyRegressor, TinyData, project="tiny", links=link,
                   args=["fit", "--config", "tiny.yaml", "--trainer.max_epochs=1", "--data.init_args.batch_size=8"])
     assert ran.model.hparams.hidden == 8 and ran.datamodule.batch_size == 8
+
+
+def test_instantiate_links_copy_an_attribute_of_the_built_data(workdir):
+    # TinyData.num_features is known once the datamodule exists (a real project: categories found on disk).
+    link = {"data.num_features": "model.init_args.hidden"}
+    ran = run_cli(TinyRegressor, TinyData, project="tiny", instantiate_links=link,
+                  args=["fit", "--config", "tiny.yaml", "--trainer.max_epochs=1"])
+    assert ran.model.hparams.hidden == TinyData.num_features
+    run = EXP / "version_0"
+    # Testing the checkpoint builds the model from the checkpoint's hyperparameters except the linked one.
+    tested = run_cli(TinyRegressor, TinyData, project="tiny", instantiate_links=link,
+                     args=["test", "--config", str(run / "config.yaml"), f"--ckpt_path={run / 'checkpoints/last.ckpt'}"])
+    assert tested.model.hparams.hidden == TinyData.num_features

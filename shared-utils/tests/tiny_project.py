@@ -61,6 +61,8 @@ class TinyWide(TinyRegressor):
 
 
 class TinyData(LightningDataModule):
+    num_features = 4  # an attribute a model argument can be linked to (instantiate_links)
+
     def __init__(self, num_samples: int = 96, batch_size: int = 16, root: str | None = None) -> None:
         super().__init__()
         self.num_samples = num_samples

@@ -27,7 +27,9 @@ and users get LightningCLI as they know it (``fit|validate|test|predict``, ``--c
 - the saved ``config.yaml`` of a fit has no ``ckpt_path``: it reruns the run from scratch, in a
   new directory, even when the run was resumed;
 - ``links`` (``run_cli(..., links={"data.init_args.x": "model.init_args.x"})``): settings that both
-  the data and the model need are given once, in the source, and copied to the target;
+  the data and the model need are given once, in the source, and copied to the target when the
+  arguments are parsed; ``instantiate_links`` (``{"data.categories": "model.init_args.categories"}``)
+  copy an attribute of the built datamodule (what only the data knows once it is set up);
 - the best checkpoint is chosen by the model's ``monitor`` / ``monitor_mode`` class attributes
   (e.g. ``monitor = "val/loss"``, ``monitor_mode = "min"``; without ``monitor``: the latest);
 - ``metrics.json`` written at the end of every validate/test;
@@ -246,9 +248,11 @@ class CollectionCLI(LightningCLI):
     """LightningCLI with the collection's run directories, checkpoints and metrics.json."""
 
     def __init__(self, model_class: type[LightningModule], datamodule_class: type[LightningDataModule],
-                 project: str, args: list[str] | None = None, links: dict[str, str] | None = None) -> None:
+                 project: str, args: list[str] | None = None, links: dict[str, str] | None = None,
+                 instantiate_links: dict[str, str] | None = None) -> None:
         self.project = project
         self.links = links or {}
+        self.instantiate_links = instantiate_links or {}
         self.version: int | None = None  # set when resuming a run in its own directory
         self.run_dir: Path | None = None  # set with the logger; removed again if the command fails early
         super().__init__(
@@ -270,6 +274,8 @@ class CollectionCLI(LightningCLI):
                             help="After fit, test the best checkpoint (what `make train` does).")
         for source, target in self.links.items():
             parser.link_arguments(source, target, apply_on="parse")
+        for source, target in self.instantiate_links.items():
+            parser.link_arguments(source, target, apply_on="instantiate")
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         # jsonargparse reports a YAML syntax error in "<unicode string>": name the file instead.
@@ -316,6 +322,9 @@ class CollectionCLI(LightningCLI):
         hparams = torch.load(ckpt, weights_only=True, map_location="cpu").get("hyper_parameters", {})
         if "_class_path" not in hparams:
             return  # not written by this CLI: the config's model gets the checkpoint's weights
+        # Linked arguments come from their source (the data), not from the checkpoint.
+        linked = {t.removeprefix("model.init_args.") for t in [*self.links.values(), *self.instantiate_links.values()]}
+        hparams = {k: v for k, v in hparams.items() if k not in linked}
         model, notes = checkpoint_hparams(ckpt, hparams, config["model"].as_dict())
         for note in notes:
             print(f"note: {note}", file=sys.stderr)
@@ -360,6 +369,8 @@ class CollectionCLI(LightningCLI):
             return
         if not any(run.rglob("*.ckpt")) and not (run / "metrics.json").exists():
             shutil.rmtree(run, ignore_errors=True)
+            if run.parent.is_dir() and not any(run.parent.iterdir()):
+                run.parent.rmdir()  # the experiment folder this command created, now empty
 
     # -- make train: fit, then test the best checkpoint --------------------------------------
 
@@ -397,15 +408,18 @@ USER_ERRORS = (DatasetFormatError, ConfigFileError, CheckpointMismatchError)
 
 def run_cli(model_class: type[LightningModule], datamodule_class: type[LightningDataModule],
             project: str | None = None, args: list[str] | None = None,
-            links: dict[str, str] | None = None) -> CollectionCLI:
+            links: dict[str, str] | None = None, instantiate_links: dict[str, str] | None = None) -> CollectionCLI:
     """Run the collection's CLI; ``project`` defaults to the model's top package, dashed. ``links`` maps a
-    source argument to the targets that must equal it (``parser.link_arguments``, applied on parse).
+    source argument to the target that must equal it (``parser.link_arguments``, applied on parse);
+    ``instantiate_links`` maps an attribute of the built datamodule to a model argument (applied when
+    the datamodule is instantiated, before the model).
 
     A known user error (``USER_ERRORS``) exits with status 2 and one line on stderr."""
     project = project or model_class.__module__.split(".")[0].replace("_", "-")
     keep_freed_memory()
     try:
-        return CollectionCLI(model_class, datamodule_class, project=project, args=args, links=links)
+        return CollectionCLI(model_class, datamodule_class, project=project, args=args, links=links,
+                             instantiate_links=instantiate_links)
     except USER_ERRORS as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from err
