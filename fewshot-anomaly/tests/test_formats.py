@@ -13,13 +13,13 @@ from torch.utils.data import DataLoader
 from fewshot_anomaly.data.dataset import AnomalyDataset
 from fewshot_anomaly.data.formats import (
     LAYOUTS,
-    DatasetLayoutError,
     Sample,
     list_categories,
     mvtec_ad,
     mvtec_loco,
     visa,
 )
+from shared_utils.datasets import DatasetFormatError
 
 H, W = 20, 24  # fixture images are deliberately not square, so that (H, W) mix-ups show
 
@@ -156,15 +156,15 @@ def test_list_categories(tmp_path: Path) -> None:
 def test_missing_root_names_it(tmp_path: Path) -> None:
     root = tmp_path / "nowhere"
     for layout, build in LAYOUTS.items():
-        with pytest.raises(DatasetLayoutError, match=f"{root}.*does not exist"):
+        with pytest.raises(DatasetFormatError, match=f"{root}.*does not exist"):
             build(root, "bottle", "train")
-        with pytest.raises(DatasetLayoutError, match=str(root)):
+        with pytest.raises(DatasetFormatError, match=str(root)):
             list_categories(root, layout)
 
 
 def test_missing_category_lists_present_ones(tmp_path: Path) -> None:
     root = make_mvtec_ad(tmp_path)
-    with pytest.raises(DatasetLayoutError) as err:
+    with pytest.raises(DatasetFormatError) as err:
         mvtec_ad(root, "botle", "train")
     assert str(root / "botle") in str(err.value)
     assert "MVTec AD layout" in str(err.value)
@@ -174,7 +174,7 @@ def test_missing_category_lists_present_ones(tmp_path: Path) -> None:
 def test_root_one_level_off_shows_its_content(tmp_path: Path) -> None:
     """Pointing at <root>/bottle instead of <root>: no category there, so the error shows what is there."""
     root = make_mvtec_ad(tmp_path) / "bottle"
-    with pytest.raises(DatasetLayoutError) as err:
+    with pytest.raises(DatasetFormatError) as err:
         mvtec_ad(root, "bottle", "train")
     message = str(err.value)
     assert f"{root / 'bottle'} not found" in message
@@ -185,12 +185,12 @@ def test_category_without_split_folder(tmp_path: Path) -> None:
     root = tmp_path
     write(root / "bottle" / "test" / "good" / "000.png", image())
     (root / "bottle" / "train").mkdir()
-    with pytest.raises(DatasetLayoutError) as err:
+    with pytest.raises(DatasetFormatError) as err:
         mvtec_ad(root, "bottle", "train")
     message = str(err.value)
     assert f"{root / 'bottle' / 'train' / 'good'} not found" in message
     assert "{train/good,test/<defect>,ground_truth/<defect>/<stem>_mask.png}" in message
-    assert f"found in {root / 'bottle' / 'train'}: []" in message
+    assert f"found nothing: {root / 'bottle' / 'train'} is empty" in message
 
 
 def test_empty_split_folder_is_an_error(tmp_path: Path) -> None:
@@ -198,7 +198,7 @@ def test_empty_split_folder_is_an_error(tmp_path: Path) -> None:
     folder = root / "breakfast_box" / "validation" / "good"
     (folder / "000.png").unlink()
     (folder / "notes.txt").write_text("")
-    with pytest.raises(DatasetLayoutError, match=rf"no \.png images in {folder}.*notes\.txt"):
+    with pytest.raises(DatasetFormatError, match=rf"no \.png images in {folder}.*notes\.txt"):
         mvtec_loco(root, "breakfast_box", "validation")
 
 
@@ -206,7 +206,7 @@ def test_mvtec_ad_anomaly_without_mask(tmp_path: Path) -> None:
     root = make_mvtec_ad(tmp_path)
     expected_mask = root / "bottle" / "ground_truth" / "contamination" / "000_mask.png"
     expected_mask.unlink()
-    with pytest.raises(DatasetLayoutError) as err:
+    with pytest.raises(DatasetFormatError) as err:
         mvtec_ad(root, "bottle", "test")
     assert str(root / "bottle" / "test" / "contamination" / "000.png") in str(err.value)
     assert str(expected_mask) in str(err.value)
@@ -217,10 +217,10 @@ def test_mvtec_loco_missing_or_empty_mask_folder(tmp_path: Path) -> None:
     mask_dir = root / "breakfast_box" / "ground_truth" / "structural_anomalies" / "000"
     for m in mask_dir.iterdir():
         m.unlink()
-    with pytest.raises(DatasetLayoutError, match=f"mask folder {mask_dir} .* holds no"):
+    with pytest.raises(DatasetFormatError, match=f"mask folder {mask_dir} .* holds no"):
         mvtec_loco(root, "breakfast_box", "test")
     mask_dir.rmdir()
-    with pytest.raises(DatasetLayoutError) as err:
+    with pytest.raises(DatasetFormatError) as err:
         mvtec_loco(root, "breakfast_box", "test")
     assert str(root / "breakfast_box" / "test" / "structural_anomalies" / "000.png") in str(err.value)
     assert str(mask_dir) in str(err.value)
@@ -230,29 +230,29 @@ def test_visa_row_with_missing_image_names_line(tmp_path: Path) -> None:
     root = make_visa(tmp_path)
     missing = root / "candle" / "Data" / "Images" / "Normal" / "0002.JPG"
     missing.unlink()
-    with pytest.raises(DatasetLayoutError) as err:
+    with pytest.raises(DatasetFormatError) as err:
         visa(root, "candle", "test")
     assert f"1cls.csv line 4: image {missing} not found" in str(err.value)
 
 
 def test_visa_anomaly_without_mask_names_line(tmp_path: Path) -> None:
     root = make_visa(tmp_path, VISA_CSV.replace("candle/Data/Masks/Anomaly/000.png", ""))
-    with pytest.raises(DatasetLayoutError, match=r"1cls\.csv line 5: mask \(empty\)"):
+    with pytest.raises(DatasetFormatError, match=r"1cls\.csv line 5: mask \(empty\)"):
         visa(root, "candle", "test")
 
 
 def test_visa_csv_problems(tmp_path: Path) -> None:
     root = make_visa(tmp_path, "object,split,image\ncandle,train,candle/Data/Images/Normal/0000.JPG\n")
-    with pytest.raises(DatasetLayoutError, match=r"lacks columns \['label', 'mask'\]"):
+    with pytest.raises(DatasetFormatError, match=r"lacks columns \['label', 'mask'\]"):
         visa(root, "candle", "train")
     (root / "split_csv" / "1cls.csv").unlink()
-    with pytest.raises(DatasetLayoutError, match=f"{root / 'split_csv' / '1cls.csv'} not found"):
+    with pytest.raises(DatasetFormatError, match=f"{root / 'split_csv' / '1cls.csv'} not found"):
         visa(root, "candle", "train")
 
 
 def test_visa_category_without_rows_lists_objects(tmp_path: Path) -> None:
     root = make_visa(tmp_path)
-    with pytest.raises(DatasetLayoutError, match=r"no 'test' rows for object 'pcb1'.*\['candle', 'pcb1'\]"):
+    with pytest.raises(DatasetFormatError, match=r"no 'test' rows for object 'pcb1'.*\['candle', 'pcb1'\]"):
         visa(root, "pcb1", "test")
 
 
@@ -356,14 +356,14 @@ def test_dataset_rejects_bad_transform_output(tmp_path: Path) -> None:
 def test_dataset_unreadable_image_names_file(tmp_path: Path) -> None:
     broken = tmp_path / "000.png"
     broken.write_bytes(b"not a png")
-    with pytest.raises(DatasetLayoutError, match=f"cannot read image {broken}"):
+    with pytest.raises(DatasetFormatError, match=f"cannot read image {broken}"):
         AnomalyDataset([Sample(broken, (), 0, "good", "c")], image_size=8)[0]
 
 
 def test_dataset_mask_of_another_size_names_both(tmp_path: Path) -> None:
     img = write(tmp_path / "000.png", image())
     small = write(tmp_path / "000_mask.png", mask(slice(0, 2), slice(0, 2), shape=(10, 12)))
-    with pytest.raises(DatasetLayoutError) as err:
+    with pytest.raises(DatasetFormatError) as err:
         AnomalyDataset([Sample(img, (small,), 1, "crack", "c")], image_size=8)[0]
     message = str(err.value)
     assert str(small) in message and str(img) in message

@@ -1,4 +1,4 @@
-"""MVTec AD metrics against brute-force references, hand-computed cases and the shared anomalib fixture."""
+"""MVTec AD metrics against brute-force references, hand-computed cases and the anomalib reference fixture."""
 
 import math
 from collections import deque
@@ -11,8 +11,8 @@ from torchmetrics.functional.classification import binary_auroc
 
 from fewshot_anomaly.metrics import AnomalyMetrics, aupro, auroc, f1_max
 
-# The repo root is two levels above tests/; the shared fixtures live beside the repo (X/../shared in CI).
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "fewshot-anomaly"
+# Reference arrays and the values anomalib computes on them (tests/data/README.md says how they were made).
+FIXTURES = Path(__file__).resolve().parent / "data"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -224,15 +224,12 @@ def test_aupro_rejects_undefined_inputs() -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Shared reference fixture (anomalib 2.7.0 and exact rank statistics)
+# Reference fixture (anomalib 2.7.0 and exact rank statistics), shipped in tests/data
 
 
 @pytest.fixture
 def reference() -> tuple[np.ndarray, np.ndarray]:
-    path = FIXTURES / "aupro_reference.npz"
-    if not path.exists():
-        pytest.skip(f"../shared/fixtures/fewshot-anomaly absent (a user's clone): {path} not found")
-    data = np.load(path)
+    data = np.load(FIXTURES / "aupro_reference.npz")
     return data["maps"], data["masks"]
 
 

@@ -3,7 +3,9 @@
 Splits, as the few-shot literature uses them:
 - train: ``k_shot`` normal training images per category (1, 2, 4, 8 or "all"), drawn with
   ``seed``; the held-out normal images are never trained on.
-- val: ``val_images`` held-out normal images per category (MVTec LOCO: its own
+- val, two loaders: first the train images again, in order (trained models refit their
+  statistics on them before each validation; training-free ones skip it), then
+  ``val_images`` held-out normal images per category (MVTec LOCO: its own
   ``validation/good``), each once as it is and once with a synthetic defect (scratch, hole,
   stain or foreign part, exact mask), so that thresholds and checkpoint selection have
   anomalies to work with. Never the test set.
@@ -21,8 +23,9 @@ from lightning.pytorch import LightningDataModule
 from torch.utils.data import ConcatDataset, DataLoader
 
 from fewshot_anomaly.data.dataset import AnomalyDataset
-from fewshot_anomaly.data.formats import LAYOUTS, Sample, list_categories
+from fewshot_anomaly.data.formats import LAYOUT_DESCRIPTIONS, LAYOUTS, Sample, list_categories
 from fewshot_anomaly.data.synthetic import add_defect, ensure_synthetic
+from shared_utils.datasets import DatasetFormatError, folder_listing
 
 VALIDATION_DEFECTS = ("scratch", "hole", "stain", "extra")
 
@@ -68,9 +71,14 @@ class AnomalyDataModule(LightningDataModule):
 
     @property
     def categories(self) -> list[str]:
-        if self.category == "all":
-            return list_categories(self.dataset_root(), self.layout)
-        return [self.category] if isinstance(self.category, str) else list(self.category)
+        if self.category != "all":
+            return [self.category] if isinstance(self.category, str) else list(self.category)
+        root = self.dataset_root()
+        found = list_categories(root, self.layout)
+        if not found:  # an empty or wrong root: "all" of nothing would train on nothing
+            raise DatasetFormatError(f"no category folder in dataset root {root} (category: all): expected the "
+                                     f"{LAYOUT_DESCRIPTIONS[self.layout]}; {folder_listing(root)}")
+        return found
 
     def dataset_root(self) -> Path:
         return self.root
@@ -102,6 +110,11 @@ class AnomalyDataModule(LightningDataModule):
             self._splits = splits
         return self._splits
 
+    def setup(self, stage: str) -> None:
+        # Index every split now: a missing or malformed dataset stops here, with its path, before any
+        # run starts, rather than inside fit or only when the test split is reached.
+        self.splits()
+
     def _loader(self, dataset, shuffle: bool = False) -> DataLoader:
         return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
                           persistent_workers=self.num_workers > 0)
@@ -109,15 +122,13 @@ class AnomalyDataModule(LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         return self._loader(AnomalyDataset(self.splits()["train"], self.image_size), shuffle=True)
 
-    def fit_dataloader(self) -> DataLoader:
-        """The training images in order, for one pass of statistics fitting."""
-        return self._loader(AnomalyDataset(self.splits()["train"], self.image_size))
-
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self) -> list[DataLoader]:
+        """[the training images in order (statistics of trained models), the validation set]."""
+        statistics = self._loader(AnomalyDataset(self.splits()["train"], self.image_size))
         held_out = self.splits()["val"]
         clean = AnomalyDataset(held_out, self.image_size)
         defective = AnomalyDataset(held_out, self.image_size, transform=synthetic_defect, seed=self.seed)
-        return self._loader(ConcatDataset([clean, defective]))
+        return [statistics, self._loader(ConcatDataset([clean, defective]))]
 
     def test_dataloader(self) -> DataLoader:
         return self._loader(AnomalyDataset(self.splits()["test"], self.image_size))

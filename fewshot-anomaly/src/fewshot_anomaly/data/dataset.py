@@ -15,7 +15,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from fewshot_anomaly.data.formats import DatasetLayoutError, Sample
+from fewshot_anomaly.data.formats import Sample
+from shared_utils.datasets import DatasetFormatError
 
 # (RGB uint8 image HxWx3, bool mask HxW, generator) -> (image, mask), at full resolution. The mask goes in
 # as well as out so that a transform can add a defect to it (or move it with a geometric augmentation).
@@ -26,7 +27,7 @@ def read_rgb(path: Path) -> np.ndarray:
     """Decode an image as RGB uint8 (H, W, 3); IMREAD_COLOR also turns grayscale PNGs into 3 channels."""
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
-        raise DatasetLayoutError(f"cannot read image {path}: missing, empty or not an image file")
+        raise DatasetFormatError(f"cannot read image {path}: missing, empty or not an image file")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
@@ -41,11 +42,11 @@ def read_mask(sample: Sample, size: tuple[int, int]) -> np.ndarray:
     for path in sample.masks:
         region = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
         if region is None:
-            raise DatasetLayoutError(f"cannot read mask {path} of image {sample.image}: missing, empty or not an image")
+            raise DatasetFormatError(f"cannot read mask {path} of image {sample.image}: missing, empty or not an image")
         if region.ndim == 3:
             region = region[..., :3].max(axis=2)  # colour PNG: anomalous where any colour channel is nonzero
         if region.shape != size:
-            raise DatasetLayoutError(
+            raise DatasetFormatError(
                 f"mask {path} is {region.shape[1]}x{region.shape[0]} (WxH) but its image {sample.image} is "
                 f"{size[1]}x{size[0]}: a mask must have its image's size"
             )

@@ -11,8 +11,8 @@
 
 Each builder returns a sorted list of :class:`Sample` (paths only, nothing is decoded here) so that the
 same :class:`~fewshot_anomaly.data.dataset.AnomalyDataset` reads all three. A missing or malformed layout
-raises :class:`DatasetLayoutError` naming the path, the expected layout and what was found: never an empty
-list, never a silently skipped image.
+raises :class:`~shared_utils.datasets.DatasetFormatError` naming the path, the expected layout and what
+was found: never an empty list, never a silently skipped image.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ import csv
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from shared_utils.datasets import DatasetFormatError, folder_listing
 
 MVTEC_AD_LAYOUT = "MVTec AD layout <root>/<category>/{train/good,test/<defect>,ground_truth/<defect>/<stem>_mask.png}"
 MVTEC_LOCO_LAYOUT = (
@@ -34,8 +36,6 @@ VISA_LAYOUT = (
 VISA_COLUMNS = ("object", "split", "label", "image", "mask")
 # MVTec AD and LOCO ship PNGs only; anything else in their folders (e.g. a stray .DS_Store) is not an image.
 PNG = ".png"
-# Long folder listings in error messages are cut: the first names are enough to recognise a wrong root.
-MAX_LISTED = 20
 
 
 @dataclass(frozen=True)
@@ -49,28 +49,12 @@ class Sample:
     category: str
 
 
-class DatasetLayoutError(ValueError):
-    """The files on disk do not follow the expected benchmark layout (message: path, expected, found)."""
-
-
-def _listing(folder: Path) -> str:
-    """Sorted names in ``folder`` (folders end with '/'), cut after MAX_LISTED, for error messages."""
-    names = sorted(p.name + ("/" if p.is_dir() else "") for p in folder.iterdir())
-    more = f" ... ({len(names) - MAX_LISTED} more)" if len(names) > MAX_LISTED else ""
-    return f"{names[:MAX_LISTED]}{more}"
-
-
-def _found(folder: Path) -> str:
-    """What an error message reports as found at ``folder``: its listing, or that it does not exist."""
-    return f"found in {folder}: {_listing(folder)}" if folder.is_dir() else f"found nothing: {folder} does not exist"
-
-
-def _not_found(path: Path, root: Path, expected: str) -> DatasetLayoutError:
+def _not_found(path: Path, root: Path, expected: str) -> DatasetFormatError:
     """Error for a missing ``path``: shows the contents of its closest existing ancestor, up to ``root``."""
     existing = path.parent
     while existing != root and not existing.is_dir():
         existing = existing.parent
-    return DatasetLayoutError(f"{path} not found: expected the {expected}; {_found(existing)}")
+    return DatasetFormatError(f"{path} not found: expected the {expected}; {folder_listing(existing)}")
 
 
 def _check_split(split: str, splits: tuple[str, ...], layout: str) -> None:
@@ -86,8 +70,8 @@ def _category_dir(root: Path, category: str, layout: str, expected: str) -> Path
     if not folder.is_dir():
         # No category at all usually means the root is one level off: then show what the root holds.
         present = list_categories(root, layout)
-        found = f"categories present in {root}: {present}" if present else _found(root)
-        raise DatasetLayoutError(f"{folder} not found: expected the {expected}; {found}")
+        found = f"categories present in {root}: {present}" if present else folder_listing(root)
+        raise DatasetFormatError(f"{folder} not found: expected the {expected}; {found}")
     return folder
 
 
@@ -97,7 +81,7 @@ def _pngs(folder: Path, root: Path, expected: str) -> list[Path]:
         raise _not_found(folder, root, expected)
     images = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() == PNG)
     if not images:
-        raise DatasetLayoutError(f"no {PNG} images in {folder}: expected the {expected}; found: {_listing(folder)}")
+        raise DatasetFormatError(f"no {PNG} images in {folder}: expected the {expected}; {folder_listing(folder)}")
     return images
 
 
@@ -129,8 +113,9 @@ def mvtec_ad(root: str | Path, category: str, split: str) -> list[Sample]:
                 continue
             mask = folder / "ground_truth" / defect / f"{image.stem}_mask{PNG}"
             if not mask.is_file():
-                raise DatasetLayoutError(
-                    f"anomalous image {image} has no mask: expected {mask} ({MVTEC_AD_LAYOUT}); {_found(mask.parent)}"
+                raise DatasetFormatError(
+                    f"anomalous image {image} has no mask: expected {mask} ({MVTEC_AD_LAYOUT}); "
+                    f"{folder_listing(mask.parent)}"
                 )
             samples.append(Sample(image, (mask,), 1, defect, category))
     return sorted(samples, key=lambda s: s.image)
@@ -159,15 +144,15 @@ def mvtec_loco(root: str | Path, category: str, split: str) -> list[Sample]:
                 continue
             mask_dir = folder / "ground_truth" / defect / image.stem
             if not mask_dir.is_dir():
-                raise DatasetLayoutError(
+                raise DatasetFormatError(
                     f"anomalous image {image} has no mask folder: expected {mask_dir}/*{PNG} ({MVTEC_LOCO_LAYOUT}); "
-                    f"{_found(mask_dir.parent)}"
+                    f"{folder_listing(mask_dir.parent)}"
                 )
             masks = sorted(p for p in mask_dir.iterdir() if p.is_file() and p.suffix.lower() == PNG)
             if not masks:
-                raise DatasetLayoutError(
+                raise DatasetFormatError(
                     f"mask folder {mask_dir} of anomalous image {image} holds no {PNG}: expected the "
-                    f"{MVTEC_LOCO_LAYOUT}; found: {_listing(mask_dir)}"
+                    f"{MVTEC_LOCO_LAYOUT}; {folder_listing(mask_dir)}"
                 )
             samples.append(Sample(image, tuple(masks), 1, defect, category))
     return sorted(samples, key=lambda s: s.image)
@@ -193,7 +178,7 @@ def visa(root: str | Path, category: str, split: str) -> list[Sample]:
         reader = csv.DictReader(f)
         missing_columns = [c for c in VISA_COLUMNS if c not in (reader.fieldnames or [])]
         if missing_columns:
-            raise DatasetLayoutError(
+            raise DatasetFormatError(
                 f"{csv_path} lacks columns {missing_columns}: expected the {VISA_LAYOUT}; "
                 f"found header: {reader.fieldnames}"
             )
@@ -203,22 +188,22 @@ def visa(root: str | Path, category: str, split: str) -> list[Sample]:
             if row["object"] != category or row["split"] != split:
                 continue
             if row["label"] not in ("normal", "anomaly"):
-                raise DatasetLayoutError(f"{where}: label {row['label']!r} is neither 'normal' nor 'anomaly'")
+                raise DatasetFormatError(f"{where}: label {row['label']!r} is neither 'normal' nor 'anomaly'")
             image = root / row["image"]
             if not image.is_file():
-                raise DatasetLayoutError(f"{where}: image {image} not found (expected the {VISA_LAYOUT})")
+                raise DatasetFormatError(f"{where}: image {image} not found (expected the {VISA_LAYOUT})")
             if row["label"] == "normal":
                 samples.append(Sample(image, (), 0, "good", category))
                 continue
             mask = root / row["mask"]
             if not row["mask"] or not mask.is_file():
-                raise DatasetLayoutError(
+                raise DatasetFormatError(
                     f"{where}: mask {mask if row['mask'] else '(empty)'} of anomalous image {image} not found "
                     f"(expected the {VISA_LAYOUT})"
                 )
             samples.append(Sample(image, (mask,), 1, "anomaly", category))
     if not samples:
-        raise DatasetLayoutError(
+        raise DatasetFormatError(
             f"{csv_path} has no {split!r} rows for object {category!r}: expected the {VISA_LAYOUT}; "
             f"objects found: {sorted(objects)}"
         )
@@ -230,6 +215,8 @@ LAYOUTS: dict[str, Callable[[str | Path, str, str], list[Sample]]] = {
     "mvtec_loco": mvtec_loco,
     "visa": visa,
 }
+# What each layout looks like on disk, for error messages.
+LAYOUT_DESCRIPTIONS = {"mvtec_ad": MVTEC_AD_LAYOUT, "mvtec_loco": MVTEC_LOCO_LAYOUT, "visa": VISA_LAYOUT}
 # The folder that marks a category in each layout; it tells categories apart from licence and readme files
 # (MVTec) and from split_csv (VisA).
 _CATEGORY_MARKER = {"mvtec_ad": "train", "mvtec_loco": "train", "visa": "Data"}
@@ -241,6 +228,7 @@ def list_categories(root: str | Path, layout: str) -> list[str]:
         raise ValueError(f"unknown layout {layout!r}: expected one of {list(LAYOUTS)}")
     root = Path(root)
     if not root.is_dir():
-        raise DatasetLayoutError(f"dataset root {root} not found (layout {layout!r})")
+        raise DatasetFormatError(f"dataset root {root} not found: expected the {LAYOUT_DESCRIPTIONS[layout]}; "
+                                 f"{folder_listing(root)}")
     marker = _CATEGORY_MARKER[layout]
     return sorted(p.name for p in root.iterdir() if (p / marker).is_dir())

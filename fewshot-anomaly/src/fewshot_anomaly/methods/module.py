@@ -3,7 +3,9 @@ torch_model / lightning_model split): one wrapper serves every method.
 
 A run may cover several categories (the default covers all four synthetic ones): like anomalib,
 each category gets its own model, a copy of the configured one, and batches are routed by
-their ``category`` field. The model interface (see models/):
+their ``category`` field. The categories are an argument (``categories``), which the CLI links
+from the datamodule (``data.categories``, resolved on disk for ``category: all``); the checkpoint
+records them. The model interface (see models/):
 
 - ``update(images)`` / ``finalize()``: accumulate and fit the statistics on normal images
   (PaDiM's Gaussians, PatchCore's memory bank, CutPaste's density, CFLOW's likelihood range);
@@ -11,7 +13,10 @@ their ``category`` field. The model interface (see models/):
 - ``forward(images) -> (maps (B, H, W), scores (B,))``, higher is more anomalous.
 
 Training-free models accumulate in ``training_step`` (one epoch); trained models are refitted
-with one pass over the training images before each validation. Validation uses held-out
+with one pass over the training images before each validation: the datamodule's first
+validation loader (``STATISTICS_LOADER``) holds those images, in order, and the second the
+validation set; the statistics are finalised before the first validation batch is scored. The
+module reaches into neither trainer nor datamodule for data. Validation uses held-out
 normal images plus synthetic defects (never the test set); the best checkpoint follows
 ``val/image_auroc``. Test logs ``test/<metric>`` (mean over categories) and
 ``test/<category>/<metric>``; predict writes each anomaly map as float32 ``.npy`` and
@@ -33,6 +38,8 @@ from fewshot_anomaly.metrics import AnomalyMetrics
 from shared_utils.logging import heatmap_overlay, image_grid, log_image
 
 METRICS = ("image_auroc", "pixel_auroc", "aupro", "image_f1max", "pixel_f1max")
+# Index of the validation loader that holds the training images (statistics of trained models).
+STATISTICS_LOADER = 0
 
 
 class AnomalyModule(LightningModule):
@@ -40,6 +47,8 @@ class AnomalyModule(LightningModule):
 
     Args:
         model: the plain-torch model (its config is the method: PaDiM, PatchCore, ...).
+        categories: the categories of the data, one model each; the CLI links ``data.categories``
+            here (a loaded checkpoint adds its own, see ``on_load_checkpoint``).
         lr: Adam learning rate of trainable models.
         weight_decay: Adam weight decay of trainable models.
         num_visualized: test images drawn to TensorBoard (input, mask, overlay, thresholded).
@@ -47,16 +56,22 @@ class AnomalyModule(LightningModule):
 
     monitor = "val/image_auroc"
     monitor_mode = "max"
+    # Settings that only change how a fitted model is evaluated: `test --config c.yaml --ckpt_path x`
+    # takes them from the config instead of the checkpoint (shared_utils.cli).
+    test_time_hparams = ("num_visualized",)
 
-    def __init__(self, model: nn.Module, lr: float = 1e-4, weight_decay: float = 1e-5,
-                 num_visualized: int = 8) -> None:
+    def __init__(self, model: nn.Module, categories: list[str] | None = None, lr: float = 1e-4,
+                 weight_decay: float = 1e-5, num_visualized: int = 8) -> None:
         super().__init__()
         self.save_hyperparameters()
-        # The configured model is a template copied once per category in setup(); kept out of
-        # the module tree so that it is neither trained nor saved.
+        # The configured model is a template copied once per category; kept out of the module
+        # tree so that it is neither trained nor saved.
         self.__dict__["template"] = model
         self.models = nn.ModuleDict()
         self.trainable = bool(getattr(model, "trainable", False))
+        self._accumulated = False  # statistics updated since the last finalize()
+        if categories is not None:
+            self.add_categories(categories)
         self._metrics: dict[str, AnomalyMetrics] = {}
         self._thresholds: dict[str, float] = {}  # F1-optimal pixel threshold per category, from validation
         self._shown: dict[str, int] = {}  # test images drawn so far, per category and label
@@ -69,18 +84,16 @@ class AnomalyModule(LightningModule):
         for category in categories:
             if category not in self.models:
                 self.models[category] = copy.deepcopy(self.template)
-
-    def setup(self, stage: str) -> None:
-        if self.trainer is not None and self.trainer.datamodule is not None:
-            self.add_categories(self.trainer.datamodule.categories)
+        # Recorded with the hyperparameters, so that a checkpoint rebuilds the same category models.
+        self.hparams["categories"] = list(self.models)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["pixel_thresholds"] = self._thresholds
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        # load_model() outside a Trainer: create the category models the checkpoint holds.
-        names = {k.split(".")[1] for k in checkpoint["state_dict"] if k.startswith("models.")}
-        self.add_categories(sorted(names))
+        # The CLI builds the module with the categories of the data it is given (one of a checkpoint's
+        # four, say): add the checkpoint's own before Lightning loads their weights.
+        self.add_categories(checkpoint.get("hyper_parameters", {}).get("categories") or [])
         self._thresholds = checkpoint.get("pixel_thresholds", {})
 
     def _by_category(self, batch: dict) -> list[tuple[str, Tensor]]:
@@ -89,15 +102,24 @@ class AnomalyModule(LightningModule):
         groups: dict[str, list[int]] = {}
         for i, c in enumerate(categories):
             groups.setdefault(c, []).append(i)
+        unknown = [c for c in groups if c not in self.models]
+        if unknown:
+            raise ValueError(f"batch of category {unknown[0]!r}, but the model has one per category "
+                             f"{list(self.models)} (model.init_args.categories): fit it on that category first")
         return [(c, torch.tensor(idx, device=batch["image"].device)) for c, idx in groups.items()]
 
     # -- fitting -------------------------------------------------------------------------
 
+    def _update(self, batch: dict) -> None:
+        """Accumulate the statistics of each category's model on a batch of normal images."""
+        for category, idx in self._by_category(batch):
+            self.models[category].update(batch["image"][idx])
+        self._accumulated = True
+
     def training_step(self, batch: dict, batch_idx: int) -> Tensor | None:
         if not self.trainable:
             with torch.no_grad():
-                for category, idx in self._by_category(batch):
-                    self.models[category].update(batch["image"][idx])
+                self._update(batch)
             return None
         losses = [self.models[c].loss(batch["image"][idx]) * len(idx) for c, idx in self._by_category(batch)]
         loss = torch.stack(losses).sum() / len(batch["image"])
@@ -111,19 +133,12 @@ class AnomalyModule(LightningModule):
         return torch.optim.Adam(params, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
 
     @torch.no_grad()
-    def _refit(self) -> None:
-        """Fit every category's statistics; trained models first see the training images again."""
-        if self.trainable:
-            self.eval()
-            for batch in self.trainer.datamodule.fit_dataloader():
-                for category, idx in self._by_category(batch):
-                    self.models[category].update(batch["image"][idx].to(self.device))
-        for model in self.models.values():
-            model.finalize()
-
-    def on_validation_start(self) -> None:
-        if self.trainer.state.fn == "fit" and not self.trainer.sanity_checking:
-            self._refit()
+    def _finalize(self) -> None:
+        """Fit every category's statistics from what was accumulated since the last finalize()."""
+        if self._accumulated:
+            for model in self.models.values():
+                model.finalize()
+            self._accumulated = False
 
     # -- evaluation ----------------------------------------------------------------------
 
@@ -149,7 +164,14 @@ class AnomalyModule(LightningModule):
             self._thresholds = {c: m.f1_threshold() for c, m in self._metrics.items()}
         self._metrics = {}
 
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
+    def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 1) -> None:
+        if dataloader_idx == STATISTICS_LOADER:
+            # The training images in order, in eval mode: trained models refit their statistics with
+            # the weights of this epoch. Training-free ones accumulated theirs in training_step.
+            if self.trainable:
+                self._update(batch)
+            return
+        self._finalize()
         self._evaluate(batch, "val")
 
     def on_validation_epoch_end(self) -> None:

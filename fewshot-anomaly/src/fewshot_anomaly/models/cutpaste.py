@@ -271,7 +271,8 @@ class CutPaste(nn.Module):
         self.variant = variant
         self.patch_size = patch_size
         self.patch_stride = patch_stride
-        self.backbone = create_backbone(backbone, weights, strides=(32,))
+        # Fine-tuned as in the paper, BatchNorm included: nothing frozen, so its weights are checkpointed.
+        self.backbone = create_backbone(backbone, weights, strides=(32,), freeze="none")
         layers: list[nn.Module] = []
         width = self.backbone.channels[-1]
         for dim in head_dims:

