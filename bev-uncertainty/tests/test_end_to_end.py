@@ -3,18 +3,21 @@ nuScenes-layout dataset, checking metrics.json, the checkpoint and that the chec
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import json
 import math
 from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
+from bev_uncertainty.cli import cli as project_cli
 from bev_uncertainty.data.datamodule import BEVDataModule
 from bev_uncertainty.data.synthetic import VERSION, generate
 from bev_uncertainty.methods.base import BEVSegmentation
 from shared_utils.checkpoints import find_checkpoint, latest_run, load_model
-from shared_utils.cli import run_cli
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 METHODS = ["entropy", "temperature", "mc_dropout", "ensemble", "aleatoric", "evidential", "kendall_weighting",
@@ -28,21 +31,20 @@ TINY = ["--data.init_args.grid", "{x_min: -16, x_max: 16, y_min: -16, y_max: 16,
 
 
 @pytest.fixture(scope="module")
-def dataroot(tmp_path_factory) -> Path:
+def root(tmp_path_factory) -> Path:
     return generate(tmp_path_factory.mktemp("nuscenes"), scenes={"train": 1, "val": 1, "test": 1},
                     samples_per_scene=2, seed=5)
 
 
-def cli(dataroot: Path, *args: str) -> None:
-    run_cli(BEVSegmentation, BEVDataModule, project="bev-uncertainty",
-            args=[*args, "--data.class_path", "bev_uncertainty.data.datamodule.BEVDataModule",
-                  "--data.init_args.dataroot", str(dataroot), "--data.init_args.version", VERSION, *TINY])
+def cli(root: Path, *args: str) -> None:
+    project_cli([*args, "--data.class_path", "bev_uncertainty.data.datamodule.BEVDataModule",
+          "--data.init_args.root", str(root), "--data.init_args.version", VERSION, *TINY])
 
 
 @pytest.mark.parametrize("method", METHODS)
-def test_method_fits_and_tests(method, dataroot, tmp_path, monkeypatch):
+def test_method_fits_and_tests(method, root, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    cli(dataroot, "fit", "--config", str(CONFIGS / f"{method}.yaml"), "--test_after_fit", "true")
+    cli(root, "fit", "--config", str(CONFIGS / f"{method}.yaml"), "--test_after_fit", "true")
     run = latest_run(tmp_path / "runs" / "bev-uncertainty" / method)
     record = json.loads((run / "metrics.json").read_text())
     assert record["stage"] == "test"
@@ -53,7 +55,7 @@ def test_method_fits_and_tests(method, dataroot, tmp_path, monkeypatch):
     # The checkpoint reloads with its BEV grid and predicts without a datamodule.
     module = load_model(run, "best")
     assert module.networks()[0].grid.shape == (32, 32)
-    sample = BEVDataModule(str(dataroot), VERSION, grid={"x_min": -16, "x_max": 16, "y_min": -16, "y_max": 16,
+    sample = BEVDataModule(str(root), VERSION, grid={"x_min": -16, "x_max": 16, "y_min": -16, "y_max": 16,
                                                           "resolution": 1.0}, image_size=(32, 88)).dataset("test")[0]
     batch = {k: v[None] for k, v in sample.items() if torch.is_tensor(v)}
     with torch.no_grad():
@@ -62,14 +64,29 @@ def test_method_fits_and_tests(method, dataroot, tmp_path, monkeypatch):
     assert find_checkpoint(run, "last").is_file()
 
 
-def test_nuscenes_config_composes(tmp_path, monkeypatch, dataroot, capsys):
+def test_nuscenes_config_composes(tmp_path, monkeypatch, root, capsys):
     """configs/nuscenes.yaml after a method config: the nuScenes datamodule, the method's model."""
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit):
-        run_cli(BEVSegmentation, BEVDataModule, project="bev-uncertainty",
-                args=["fit", "--config", str(CONFIGS / "evidential.yaml"), "--config", str(CONFIGS / "nuscenes.yaml"),
-                      "--data.init_args.dataroot", str(dataroot), "--print_config"])
+        project_cli(["fit", "--config", str(CONFIGS / "evidential.yaml"), "--config", str(CONFIGS / "nuscenes.yaml"),
+              "--data.init_args.root", str(root), "--print_config"])
     printed = capsys.readouterr().out
     assert "bev_uncertainty.methods.evidential.Evidential" in printed
     assert "class_path: bev_uncertainty.data.datamodule.BEVDataModule" in printed
     assert "version: v1.0-mini" in printed and "resolution: 0.5" in printed
+
+
+def test_default_config_is_the_entropy_config():
+    """default.yaml is a symlink, so it cannot drift from the method config it stands for."""
+    default = CONFIGS / "default.yaml"
+    assert default.is_symlink() and default.resolve() == (CONFIGS / "entropy.yaml").resolve()
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_test_time_hparams_are_init_arguments(method):
+    """Each name in a method's test_time_hparams is an __init__ argument the CLI can take from a config."""
+    class_path = yaml.safe_load((CONFIGS / f"{method}.yaml").read_text())["model"]["class_path"]
+    module_name, name = class_path.rsplit(".", 1)
+    cls = getattr(importlib.import_module(module_name), name)
+    arguments = {p for c in cls.__mro__ if issubclass(c, BEVSegmentation) for p in inspect.signature(c).parameters}
+    assert set(cls.test_time_hparams) <= arguments

@@ -93,3 +93,20 @@ def test_geometry_must_be_set_and_match():
         net(images, K.expand(1, 6, 3, 3), torch.eye(4).expand(1, 6, 4, 4))
     with pytest.raises(ValueError, match="multiple of the feature stride"):
         net.set_geometry(GRID, (30, 88))
+
+
+def test_backbone_batchnorm_stays_frozen_while_its_weights_train():
+    """The image backbone keeps its ImageNet BatchNorm statistics in training mode (create_backbone's
+    freeze="batchnorm"), but its weights still get gradients; the rest of the network trains normally."""
+    net = LiftSplat(pretrained=False, context_channels=4, bev_channels=8)
+    net.set_geometry(GRID, (32, 88))
+    net.train()
+    backbone_bn = [m for m in net.encoder.backbone.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert backbone_bn and not any(m.training for m in backbone_bn)
+    assert net.encoder.neck.training and net.bev_encoder.training
+    stats = [m.running_mean.clone() for m in backbone_bn]
+    out = net(torch.rand(2, 6, 3, 32, 88), K.expand(2, 6, 3, 3), front_camera().expand(2, 6, 4, 4))
+    out["logits"].sum().backward()
+    assert all(torch.equal(m.running_mean, s) for m, s in zip(backbone_bn, stats))
+    assert all(p.requires_grad for p in net.encoder.backbone.parameters())
+    assert sum(float(p.grad.abs().sum()) for p in net.encoder.backbone.parameters() if p.grad is not None) > 0

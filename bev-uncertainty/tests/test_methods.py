@@ -146,6 +146,16 @@ def test_geometry_scores_separate_unseen_from_ambiguous():
     assert scores["prob"][0, 0].tolist() == pytest.approx([0.02, 0.04 / 22, 0.02], rel=1e-3)
     assert torch.equal(scores["ood_score"], scores["uncertainty"])
     assert scores["ood_score"][0, 0, 0].item() == pytest.approx(binary_entropy(torch.tensor(0.02)).item(), rel=1e-3)
+    # The OOD candidates compared on the validation split: the ungated vacuity ignores what the rays saw, the gate
+    # times it is high only where a cell was seen and still got no evidence (cell 2).
+    candidates = scores["ood_candidates"]
+    assert torch.equal(candidates["gated_vacuity"], scores["unseen_score"])
+    assert candidates["vacuity"][0, 0].tolist() == pytest.approx([2 / 22, 2 / 22, 1.0], rel=1e-3)
+    assert candidates["gate_x_vacuity"][0, 0].tolist() == pytest.approx([0.0, 2 / 22, 1.0], rel=1e-3, abs=1e-6)
+    module.ood_score = "gate_x_vacuity"
+    assert torch.equal(module.predict(out)["ood_score"], candidates["gate_x_vacuity"])
+    with pytest.raises(ValueError, match="ood_score must be one of"):
+        GeometryEvidential(net(observation_channels=True), ood_score="mutual_information")
 
 
 def test_geometry_needs_observation_channels():

@@ -24,13 +24,13 @@ from bev_uncertainty.data.nuscenes import (
     OFFICIAL_SPLITS,
     TABLES,
     NuScenesBEV,
-    NuScenesFormatError,
     NuScenesTables,
     bev_class,
     quaternion_to_matrix,
     rasterise,
     transform,
 )
+from shared_utils.datasets import DatasetFormatError
 
 # ----------------------------------------------------------------------------------------------------------------
 # Fixture geometry
@@ -419,14 +419,14 @@ def test_official_trainval_split_lists_and_missing_scenes(tmp_path: Path):
     assert {"scene-0061", "scene-1100"} <= set(train) and {"scene-0103", "scene-0916"} <= set(val)
     root = write_nuscenes(tmp_path / "trainval", scenes=(("scene-0001", 1), ("scene-0003", 1)),
                           version="v1.0-trainval", splits=None)
-    with pytest.raises(NuScenesFormatError, match=r"699 scene\(s\) of split 'train' are not in .*scene\.json: "
+    with pytest.raises(DatasetFormatError, match=r"699 scene\(s\) of split 'train' are not in .*scene\.json: "
                                                   r"scene-0002, scene-0004"):
         NuScenesBEV(root, version="v1.0-trainval", split="train")
 
 
 def test_unknown_version_asks_for_a_split_file(tmp_path: Path):
     root = write_nuscenes(tmp_path / "test", version="v1.0-test", splits=None)
-    with pytest.raises(NuScenesFormatError, match=r"no official scene split .*'v1\.0-test'.*split_file="):
+    with pytest.raises(DatasetFormatError, match=r"no official scene split .*'v1\.0-test'.*split_file="):
         NuScenesBEV(root, version="v1.0-test", split="test")
 
 
@@ -459,36 +459,36 @@ def _splits(root: Path, splits: dict) -> None:
 
 
 ERRORS = {  # id: (break the fixture, constructor kwargs, exception, message pattern)
-    "missing dataroot": (lambda root: None, {"dataroot": "absent"}, FileNotFoundError,
+    "missing dataroot": (lambda root: None, {"dataroot": "absent"}, DatasetFormatError,
                          r"absent does not exist .*found in .*: nuscenes"),
-    "missing version": (lambda root: None, {"version": "v1.0-trainval"}, FileNotFoundError,
-                        r"v1\.0-trainval not found .*found in .*: maps, samples, v1\.0-mini"),
-    "missing table": (lambda root: (root / "v1.0-mini" / "instance.json").unlink(), {}, FileNotFoundError,
+    "missing version": (lambda root: None, {"version": "v1.0-trainval"}, DatasetFormatError,
+                        r"v1\.0-trainval not found .*found in .*: maps/, samples/, v1\.0-mini/"),
+    "missing table": (lambda root: (root / "v1.0-mini" / "instance.json").unlink(), {}, DatasetFormatError,
                       r"table 'instance' not found: expected .*v1\.0-mini/instance\.json"),
-    "malformed json": (lambda root: (root / "v1.0-mini" / "sample.json").write_text("[{"), {}, NuScenesFormatError,
+    "malformed json": (lambda root: (root / "v1.0-mini" / "sample.json").write_text("[{"), {}, DatasetFormatError,
                        r"sample\.json: malformed JSON"),
-    "missing field": (lambda root: edit_table(root, "sample_data", _remove_field), {}, NuScenesFormatError,
+    "missing field": (lambda root: edit_table(root, "sample_data", _remove_field), {}, DatasetFormatError,
                       r"sample_data\.json: record 0 .* lacks field\(s\) \['ego_pose_token'\]"),
-    "dangling token": (lambda root: edit_table(root, "sample_annotation", _dangle), {}, NuScenesFormatError,
+    "dangling token": (lambda root: edit_table(root, "sample_annotation", _dangle), {}, DatasetFormatError,
                        r"token 'nowhere' not found in table instance .*field 'instance_token' of sample_annotation "
                        r"record 'ann-scene-0001-sample-1-car'"),
     "missing image": (lambda root: (root / "samples/CAM_BACK/scene-0001-sample-1__CAM_BACK.jpg").unlink(), {},
-                      FileNotFoundError,
+                      DatasetFormatError,
                       r"CAM_BACK/scene-0001-sample-1__CAM_BACK\.jpg not found .*sample 'scene-0001-sample-1'"),
     "missing lidar": (lambda root: (root / "samples/LIDAR_TOP/scene-0001-sample-0__LIDAR_TOP.pcd.bin").unlink(), {},
-                      FileNotFoundError, r"__LIDAR_TOP\.pcd\.bin not found .*sample 'scene-0001-sample-0'"),
-    "no keyframe": (lambda root: edit_table(root, "sample_data", _no_keyframe), {"split": "val"}, NuScenesFormatError,
+                      DatasetFormatError, r"__LIDAR_TOP\.pcd\.bin not found .*sample 'scene-0001-sample-0'"),
+    "no keyframe": (lambda root: edit_table(root, "sample_data", _no_keyframe), {"split": "val"}, DatasetFormatError,
                     r"sample 'scene-0002-sample-0' has no keyframe .* \['CAM_BACK_LEFT'\]"),
-    "bad quaternion": (lambda root: edit_table(root, "calibrated_sensor", _short_quaternion), {}, NuScenesFormatError,
+    "bad quaternion": (lambda root: edit_table(root, "calibrated_sensor", _short_quaternion), {}, DatasetFormatError,
                        r"calibrated_sensor\.json: record 'cs-CAM_BACK' field 'rotation' .* expected 4 numbers"),
-    "next cycle": (lambda root: edit_table(root, "sample", _cycle), {}, NuScenesFormatError,
+    "next cycle": (lambda root: edit_table(root, "sample", _cycle), {}, DatasetFormatError,
                    r"sample\.json: following 'next' from scene 'scene-0001' reaches sample 'scene-0001-sample-0' "
                    r"again"),
-    "unknown split": (lambda root: None, {"split": "bogus"}, NuScenesFormatError,
+    "unknown split": (lambda root: None, {"split": "bogus"}, DatasetFormatError,
                       r"splits\.json: no split 'bogus'.*found \['test', 'train', 'val'\]"),
-    "unknown scene": (lambda root: _splits(root, {"train": ["scene-0001", "scene-9999"]}), {}, NuScenesFormatError,
+    "unknown scene": (lambda root: _splits(root, {"train": ["scene-0001", "scene-9999"]}), {}, DatasetFormatError,
                       r"splits\.json: 1 scene\(s\) of split 'train' are not in .*scene\.json: scene-9999"),
-    "empty split": (lambda root: _splits(root, {"train": []}), {}, NuScenesFormatError,
+    "empty split": (lambda root: _splits(root, {"train": []}), {}, DatasetFormatError,
                     r"splits\.json: split 'train' is empty"),
 }
 
@@ -509,11 +509,11 @@ def test_unreadable_files_name_the_file_and_sample(dataroot: Path):
     ds = NuScenesBEV(dataroot, split="train", image_size=IMAGE_SIZE)
     keyframe = ds.keyframes[0]
     keyframe.cameras[2].path.write_bytes(b"not a jpeg")
-    with pytest.raises(NuScenesFormatError, match=re.escape(f"{keyframe.cameras[2].path}: not a readable image "
+    with pytest.raises(DatasetFormatError, match=re.escape(f"{keyframe.cameras[2].path}: not a readable image "
                                                             f"(sample '{keyframe.token}')")):
         ds[0]
     np.zeros(7, np.float32).tofile(keyframe.lidar_path)
-    with pytest.raises(NuScenesFormatError, match=re.escape(f"{keyframe.lidar_path}: 7 float32 values, expected 5 "
+    with pytest.raises(DatasetFormatError, match=re.escape(f"{keyframe.lidar_path}: 7 float32 values, expected 5 "
                                                             f"per point (x, y, z, intensity, ring) (sample "
                                                             f"'{keyframe.token}')")):
         ds[0]
@@ -526,30 +526,21 @@ def test_tables_index_keyframes_only(dataroot: Path):
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Cross-check with the official devkit where it is installed
+# Cross-check with the official devkit: its box corners for this dataroot, stored in tests/data/devkit_boxes.json
+# by tests/data/make_devkit_boxes.py (the devkit pins numpy<2, so it is not a dependency).
 
 
-def test_box_ego_coordinates_match_nuscenes_devkit(dataroot: Path):
-    try:
-        from nuscenes import NuScenes
-        from pyquaternion import Quaternion
-    except ImportError:
-        pytest.skip("nuscenes-devkit not installed")
-    nusc = NuScenes(version="v1.0-mini", dataroot=str(dataroot), verbose=False)
-    keyframe = NuScenesBEV(dataroot, split="train").keyframes[0]
-    lidar = nusc.get("sample_data", nusc.get("sample", keyframe.token)["data"]["LIDAR_TOP"])
-    calibration = nusc.get("calibrated_sensor", lidar["calibrated_sensor_token"])
-    _, boxes, _ = nusc.get_sample_data(lidar["token"])  # in the LiDAR frame
-    expected = []
-    for box in boxes:
-        if bev_class(box.name, ("ood", "animal")) is not None:
-            box.rotate(Quaternion(calibration["rotation"]))
-            box.translate(np.array(calibration["translation"]))
-            expected.append(box.bottom_corners()[:2].T)
-    assert len(expected) == len(keyframe.footprints)
-    for ours, theirs in zip(keyframe.footprints, expected):
-        distances = np.linalg.norm(ours[:, None] - theirs[None], axis=-1)
-        assert distances.min(1).max() < 1e-6 and distances.min(0).max() < 1e-6
+@pytest.mark.parametrize("split", ["train", "val"])
+def test_box_ego_coordinates_match_nuscenes_devkit(dataroot: Path, split: str):
+    devkit = json.loads((Path(__file__).parent / "data" / "devkit_boxes.json").read_text())["ego_bottom_corners_xy"]
+    keyframes = NuScenesBEV(dataroot, split=split).keyframes
+    assert keyframes
+    for keyframe in keyframes:
+        expected = np.array(devkit[keyframe.token])
+        assert len(expected) == len(keyframe.footprints) > 0
+        for ours, theirs in zip(keyframe.footprints, expected):
+            distances = np.linalg.norm(ours[:, None] - theirs[None], axis=-1)
+            assert distances.min(1).max() < 1e-6 and distances.min(0).max() < 1e-6
 
 
 def test_observed_cells_follow_the_rays_below_vehicle_height():

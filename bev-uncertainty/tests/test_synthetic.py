@@ -1,4 +1,4 @@
-"""The synthetic world: deterministic, in the nuScenes layout, OOD objects only in test scenes, and its
+"""The synthetic world: deterministic, in the nuScenes layout, OOD objects in val and test scenes only, and its
 cameras, LiDAR and tables agree geometrically when read back by the nuScenes loader."""
 
 from __future__ import annotations
@@ -46,11 +46,22 @@ def test_layout_and_splits(dataroot):
         assert len(NuScenesBEV(dataroot, VERSION, split, image_size=(64, 176))) == 2
 
 
-def test_ood_objects_only_in_test_scenes(dataroot):
+def test_ood_objects_in_val_and_test_scenes_of_different_kinds(dataroot):
+    """Training scenes hold no OOD object; val and test scenes do, of kinds the other split does not hold (so an
+    OOD choice made on val is tested on unseen objects)."""
     grid = BEVGrid(-25, 25, -25, 25, 0.5)
     ood_cells = {split: sum(float(NuScenesBEV(dataroot, VERSION, split, grid, (64, 176))[i]["bev"][2].sum())
                             for i in range(2)) for split in SCENES}
-    assert ood_cells["train"] == 0 and ood_cells["val"] == 0 and ood_cells["test"] > 0
+    assert ood_cells["train"] == 0 and ood_cells["val"] > 0 and ood_cells["test"] > 0
+    categories = {c["token"]: c["name"] for c in table(dataroot, "category")}
+    instances = {i["token"]: categories[i["category_token"]] for i in table(dataroot, "instance")}
+    scene_split = {s["token"]: s["name"].split("-")[1] for s in table(dataroot, "scene")}
+    sample_split = {s["token"]: scene_split[s["scene_token"]] for s in table(dataroot, "sample")}
+    ood = {split: set() for split in SCENES}
+    for annotation in table(dataroot, "sample_annotation"):
+        if instances[annotation["instance_token"]].startswith("ood."):
+            ood[sample_split[annotation["sample_token"]]].add(instances[annotation["instance_token"]])
+    assert not ood["train"] and ood["val"] and ood["test"] and not ood["val"] & ood["test"]
 
 
 def test_lidar_depth_lands_on_the_rendered_surfaces(dataroot):
@@ -79,12 +90,12 @@ def test_visibility_levels_cover_the_range(dataroot):
 def test_datamodule_generates_once_into_the_cache(tmp_path):
     dm = Synthetic(cache_dir=str(tmp_path), scenes={"train": 1, "val": 1, "test": 1}, samples_per_scene=1,
                    image_size=(32, 88))
-    root = Path(dm.root())
+    root = Path(dm.dataset_root())
     marker = root / "_COMPLETE.json"
     assert marker.is_file()
     stamp = marker.stat().st_mtime_ns
     again = Synthetic(cache_dir=str(tmp_path), scenes={"train": 1, "val": 1, "test": 1}, samples_per_scene=1)
-    assert Path(again.root()) == root and marker.stat().st_mtime_ns == stamp
+    assert Path(again.dataset_root()) == root and marker.stat().st_mtime_ns == stamp
     batch = next(iter(dm.train_dataloader()))
     assert batch["images"].shape == (1, 6, 3, 32, 88) and batch["bev"].shape == (1, 3, 100, 100)
     assert np.isclose(float(batch["images"].max()), 1.0, atol=0.2)

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from bev_uncertainty.data.grid import BEVGrid
+from shared_utils.datasets import DatasetFormatError, folder_listing
 
 CAMERAS = ("CAM_FRONT_LEFT", "CAM_FRONT", "CAM_FRONT_RIGHT", "CAM_BACK_LEFT", "CAM_BACK", "CAM_BACK_RIGHT")  # LSS
 LIDAR = "LIDAR_TOP"
@@ -71,10 +72,6 @@ REFERENCES = (
 VISIBILITY_LEVELS = {"1": 1, "2": 2, "3": 3, "4": 4}  # visible fraction 0-40, 40-60, 60-80, 80-100 %
 MIN_DEPTH = 0.1  # metres in front of the camera, as BEVDepth
 OFFICIAL_SPLITS = Path(__file__).with_name("nuscenes_splits.json")
-
-
-class NuScenesFormatError(ValueError):
-    """A nuScenes file or record that does not follow the official layout; the message names it."""
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -127,35 +124,30 @@ def box_footprints(centres: np.ndarray, yaws: np.ndarray, sizes_wlh: np.ndarray)
 # Tables
 
 
-def _listing(folder: Path) -> str:
-    entries = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
-    return ", ".join(entries) if entries else "nothing"
-
-
 def _load_json(path: Path) -> object:
     try:
         with path.open() as f:
             return json.load(f)
     except json.JSONDecodeError as e:
-        raise NuScenesFormatError(f"{path}: malformed JSON ({e})") from e
+        raise DatasetFormatError(f"{path}: malformed JSON ({e})") from e
 
 
 def _load_table(path: Path, name: str) -> dict[str, dict]:
     """One table indexed by token; every record must carry the fields of :data:`REQUIRED_FIELDS`."""
     if not path.is_file():
-        raise FileNotFoundError(f"nuScenes table '{name}' not found: expected {path} "
-                                f"(found in {path.parent}: {_listing(path.parent)})")
+        raise DatasetFormatError(f"nuScenes table '{name}' not found: expected {path} "
+                                 f"({folder_listing(path.parent)})")
     records = _load_json(path)
     if not isinstance(records, list):
-        raise NuScenesFormatError(f"{path}: expected a JSON list of records, found {type(records).__name__}")
+        raise DatasetFormatError(f"{path}: expected a JSON list of records, found {type(records).__name__}")
     required = set(REQUIRED_FIELDS[name])
     for index, record in enumerate(records):
         if not isinstance(record, dict):
-            raise NuScenesFormatError(f"{path}: record {index} is {type(record).__name__}, expected an object")
+            raise DatasetFormatError(f"{path}: record {index} is {type(record).__name__}, expected an object")
         missing = required - record.keys()
         if missing:
-            raise NuScenesFormatError(f"{path}: record {index} (token {record.get('token')!r}) lacks field(s) "
-                                      f"{sorted(missing)}; expected {list(REQUIRED_FIELDS[name])}")
+            raise DatasetFormatError(f"{path}: record {index} (token {record.get('token')!r}) lacks field(s) "
+                                     f"{sorted(missing)}; expected {list(REQUIRED_FIELDS[name])}")
     return {record["token"]: record for record in records}
 
 
@@ -169,13 +161,12 @@ class NuScenesTables:
         self.dataroot = Path(dataroot)
         self.version = version
         if not self.dataroot.is_dir():
-            raise FileNotFoundError(f"nuScenes dataroot {self.dataroot} does not exist (expected samples/ and "
-                                    f"{version}/ in it; found in {self.dataroot.parent}: "
-                                    f"{_listing(self.dataroot.parent)})")
+            raise DatasetFormatError(f"nuScenes root {self.dataroot} does not exist (expected samples/ and "
+                                     f"{version}/ in it; {folder_listing(self.dataroot.parent)})")
         self.table_dir = self.dataroot / version
         if not self.table_dir.is_dir():
-            raise FileNotFoundError(f"nuScenes version folder {self.table_dir} not found (expected the {len(TABLES)} "
-                                    f"table .json files there; found in {self.dataroot}: {_listing(self.dataroot)})")
+            raise DatasetFormatError(f"nuScenes version folder {self.table_dir} not found (expected the {len(TABLES)} "
+                                     f"table .json files there; {folder_listing(self.dataroot)})")
         self.tables = {name: _load_table(self.table_dir / f"{name}.json", name) for name in TABLES}
         for table, field, target in REFERENCES:
             for record in self.tables[table].values():
@@ -195,7 +186,7 @@ class NuScenesTables:
         except (KeyError, TypeError):
             where = f" (field '{referrer[1]}' of {referrer[0]} record {referrer[2]!r} in " \
                     f"{self.path(referrer[0])})" if referrer else ""
-            raise NuScenesFormatError(f"token {token!r} not found in table {table} ({self.path(table)}){where}") \
+            raise DatasetFormatError(f"token {token!r} not found in table {table} ({self.path(table)}){where}") \
                 from None
 
     def _index_keyframes(self) -> dict[str, dict[str, dict]]:
@@ -220,8 +211,8 @@ class NuScenesTables:
             sample = self.get("sample", token, referrer)
             if sample["scene_token"] != scene["token"] or token in seen:
                 found = "again" if token in seen else f"of scene {sample['scene_token']!r}"
-                raise NuScenesFormatError(f"{self.path('sample')}: following 'next' from scene {scene['name']!r} "
-                                          f"reaches sample {token!r} {found}; expected each sample of the scene once")
+                raise DatasetFormatError(f"{self.path('sample')}: following 'next' from scene {scene['name']!r} "
+                                         f"reaches sample {token!r} {found}; expected each sample of the scene once")
             seen.add(token)
             samples.append(sample)
             token = sample["next"]
@@ -235,11 +226,11 @@ class NuScenesTables:
 def _split_names(splits: object, split: str, source: str) -> list[str]:
     if not isinstance(splits, dict) or split not in splits:
         found = sorted(splits) if isinstance(splits, dict) else type(splits).__name__
-        raise NuScenesFormatError(f"{source}: no split {split!r}; expected {{\"{split}\": [scene names], ...}}, "
-                                  f"found {found}")
+        raise DatasetFormatError(f"{source}: no split {split!r}; expected {{\"{split}\": [scene names], ...}}, "
+                                 f"found {found}")
     names = splits[split]
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-        raise NuScenesFormatError(f"{source}: split {split!r} must be a list of scene names")
+        raise DatasetFormatError(f"{source}: split {split!r} must be a list of scene names")
     return names
 
 
@@ -254,14 +245,14 @@ def split_scene_names(dataroot: str | Path, version: str, split: str, split_file
     """
     path = Path(dataroot) / version / "splits.json" if split_file is None else Path(split_file)
     if split_file is not None and not path.is_file():
-        raise FileNotFoundError(f"split_file {path} not found (expected a JSON {{\"{split}\": [scene names], ...}})")
+        raise DatasetFormatError(f"split_file {path} not found (expected a JSON {{\"{split}\": [scene names], ...}})")
     if path.is_file():
         return _split_names(_load_json(path), split, str(path)), str(path)
     official = _load_json(OFFICIAL_SPLITS)
     if version not in official:
-        raise NuScenesFormatError(f"no {path} and no official scene split for nuScenes version {version!r} "
-                                  f"(known: {[k for k in official if k.startswith('v')]}); pass split_file= a JSON "
-                                  f"{{\"train\": [scene names], \"val\": [...], \"test\": [...]}}")
+        raise DatasetFormatError(f"no {path} and no official scene split for nuScenes version {version!r} "
+                                 f"(known: {[k for k in official if k.startswith('v')]}); pass split_file= a JSON "
+                                 f"{{\"train\": [scene names], \"val\": [...], \"test\": [...]}}")
     source = f"{OFFICIAL_SPLITS} [{version}]"
     return _split_names(official[version], "val" if split == "test" else split, source), source
 
@@ -320,8 +311,8 @@ def _numbers(tables: NuScenesTables, table: str, record: dict, field: str, shape
     except (TypeError, ValueError):
         value = None
     if value is None or value.shape != shape:
-        raise NuScenesFormatError(f"{tables.path(table)}: record {record['token']!r} field {field!r} = "
-                                  f"{record[field]!r}; expected {'x'.join(map(str, shape))} numbers")
+        raise DatasetFormatError(f"{tables.path(table)}: record {record['token']!r} field {field!r} = "
+                                 f"{record[field]!r}; expected {'x'.join(map(str, shape))} numbers")
     return value
 
 
@@ -333,7 +324,7 @@ def _pose(tables: NuScenesTables, table: str, record: dict) -> np.ndarray:
 def _data_file(tables: NuScenesTables, sd: dict, sample_token: str) -> Path:
     path = tables.dataroot / sd["filename"]
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found (filename of sample_data {sd['token']!r}, sample {sample_token!r})")
+        raise DatasetFormatError(f"{path} not found (filename of sample_data {sd['token']!r}, sample {sample_token!r})")
     return path
 
 
@@ -360,9 +351,9 @@ def _boxes(tables: NuScenesTables, sample_token: str, ego_to_global: np.ndarray,
             continue
         level = VISIBILITY_LEVELS.get(ann["visibility_token"])
         if level is None:
-            raise NuScenesFormatError(f"{tables.path('sample_annotation')}: record {ann['token']!r} field "
-                                      f"'visibility_token' = {ann['visibility_token']!r}; expected one of "
-                                      f"{list(VISIBILITY_LEVELS)}")
+            raise DatasetFormatError(f"{tables.path('sample_annotation')}: record {ann['token']!r} field "
+                                     f"'visibility_token' = {ann['visibility_token']!r}; expected one of "
+                                     f"{list(VISIBILITY_LEVELS)}")
         numbers = [_numbers(tables, "sample_annotation", ann, field, (n,))
                    for field, n in (("translation", 3), ("size", 3), ("rotation", 4))]
         rows.append((*numbers, cls, level))
@@ -381,8 +372,8 @@ def keyframe(tables: NuScenesTables, sample: dict, ood_prefixes: Sequence[str]) 
     channels = tables.keyframes.get(token, {})
     missing = [c for c in (*CAMERAS, LIDAR) if c not in channels]
     if missing:
-        raise NuScenesFormatError(f"{tables.path('sample_data')}: sample {token!r} has no keyframe (is_key_frame) "
-                                  f"sample_data for {missing}; found {sorted(channels)}")
+        raise DatasetFormatError(f"{tables.path('sample_data')}: sample {token!r} has no keyframe (is_key_frame) "
+                                 f"sample_data for {missing}; found {sorted(channels)}")
     lidar = channels[LIDAR]
     ego_to_global = _pose(tables, "ego_pose", tables.get("ego_pose", lidar["ego_pose_token"]))
     footprints, classes, visibility = _boxes(tables, token, ego_to_global, ood_prefixes)
@@ -407,7 +398,7 @@ def read_image(path: Path, sample_token: str) -> np.ndarray:
     """RGB uint8 ``(H, W, 3)``."""
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
-        raise NuScenesFormatError(f"{path}: not a readable image (sample {sample_token!r})")
+        raise DatasetFormatError(f"{path}: not a readable image (sample {sample_token!r})")
     return np.ascontiguousarray(image[..., ::-1])
 
 
@@ -415,8 +406,8 @@ def read_points(path: Path, sample_token: str) -> np.ndarray:
     """``(N, 3)`` x, y, z of a ``.pcd.bin`` (float32 x, y, z, intensity, ring index per point)."""
     values = np.fromfile(path, dtype=np.float32)
     if values.size % 5:
-        raise NuScenesFormatError(f"{path}: {values.size} float32 values, expected 5 per point (x, y, z, "
-                                  f"intensity, ring) (sample {sample_token!r})")
+        raise DatasetFormatError(f"{path}: {values.size} float32 values, expected 5 per point (x, y, z, "
+                                 f"intensity, ring) (sample {sample_token!r})")
     return values.reshape(-1, 5)[:, :3].astype(np.float64)
 
 
@@ -542,14 +533,14 @@ class NuScenesBEV(torch.utils.data.Dataset):
         scenes = tables.scene_by_name()
         unknown = [name for name in names if name not in scenes]
         if unknown:
-            raise NuScenesFormatError(f"{source}: {len(unknown)} scene(s) of split {split!r} are not in "
-                                      f"{tables.path('scene')}: {', '.join(unknown[:8])}"
-                                      f"{' ...' if len(unknown) > 8 else ''}")
+            raise DatasetFormatError(f"{source}: {len(unknown)} scene(s) of split {split!r} are not in "
+                                     f"{tables.path('scene')}: {', '.join(unknown[:8])}"
+                                     f"{' ...' if len(unknown) > 8 else ''}")
         self.keyframes = [keyframe(tables, sample, ood_prefixes)
                           for name in names for sample in tables.scene_samples(scenes[name])]
         if not self.keyframes:
-            raise NuScenesFormatError(f"{source}: split {split!r} is empty (scenes {names}); expected at least "
-                                      f"one scene with keyframes")
+            raise DatasetFormatError(f"{source}: split {split!r} is empty (scenes {names}); expected at least "
+                                     f"one scene with keyframes")
 
     def __len__(self) -> int:
         return len(self.keyframes)

@@ -9,7 +9,11 @@ gets a nuScenes visibility level from the fraction of its camera footprint that 
 
 Test scenes add out-of-distribution objects on the road (category ``ood.cylinder`` and
 ``ood.blob``: shapes and colours never seen in training), which a BEV model should not call
-vehicles and should be uncertain about.
+vehicles and should be uncertain about. Validation scenes hold OOD objects too, of other shapes
+and colours than the test split's (``ood.crate``, ``ood.barrier``), so that a method's choices
+about OOD (which score to use) are made on validation data and tested on objects they never saw.
+Those validation objects come from their own random stream: the train and test scenes are the
+same, draw for draw, as without them.
 
 Everything is seeded: the same arguments give the same files.
 """
@@ -29,7 +33,7 @@ from bev_uncertainty.data.nuscenes import CAMERAS
 from shared_utils.cache import generate_once
 
 VERSION = "v1.0-synthetic"
-_GENERATOR_VERSION = 1  # bump when the rendering changes, so a stale cache is not reused
+_GENERATOR_VERSION = 2  # bump when the rendering changes, so a stale cache is not reused (2: OOD objects in val)
 
 # nuScenes ring: camera yaw about ego z (degrees, left positive) and focal length in pixels at
 # 1600 x 900; the rear camera has a wider lens. Images here are 1/8 of that (200 x 112).
@@ -43,7 +47,9 @@ SUN = np.array([0.4, 0.3, 0.87]) / np.linalg.norm([0.4, 0.3, 0.87])
 _CAR_COLOURS = np.array([[0.75, 0.1, 0.1], [0.1, 0.2, 0.6], [0.85, 0.85, 0.85], [0.1, 0.1, 0.1],
                          [0.55, 0.57, 0.6], [0.1, 0.35, 0.15], [0.45, 0.3, 0.2]])
 _PEDESTRIAN_COLOURS = np.array([[0.2, 0.2, 0.35], [0.6, 0.45, 0.35], [0.3, 0.3, 0.3]])
-_OOD_COLOURS = np.array([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0], [1.0, 0.55, 0.0], [1.0, 1.0, 0.0]])
+_OOD_COLOURS = np.array([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0], [1.0, 0.55, 0.0], [1.0, 1.0, 0.0]])  # test split
+_VAL_OOD_COLOURS = np.array([[0.5, 1.0, 0.0], [0.55, 0.0, 0.85], [1.0, 0.4, 0.7], [0.4, 0.6, 1.0]])  # val split
+_VAL_OOD_CATEGORIES = ("ood.crate", "ood.barrier")
 _BUILDING_COLOURS = np.array([[0.6, 0.5, 0.4], [0.5, 0.45, 0.45], [0.7, 0.65, 0.55]])
 LANE_WIDTH, ROAD_HALF_WIDTH = 3.5, 7.0
 EGO_LANE, EGO_START, EGO_STEP = -LANE_WIDTH / 2, 40.0, 4.0  # the ego drives the right-hand inner lane
@@ -209,8 +215,12 @@ def shade(things: list[Thing], hits: Hits, origin: np.ndarray, dirs: np.ndarray,
 
 
 def _layout(rng: np.random.Generator, road_origin: np.ndarray, road_yaw: float, length: float,
-            ego_path: tuple[float, float], ood: bool) -> list[Thing]:
-    """Objects along a road segment of ``length`` metres from ``road_origin``, off the ego's ``ego_path``."""
+            ego_path: tuple[float, float], ood: str | None = None, ood_rng: np.random.Generator | None = None
+            ) -> list[Thing]:
+    """Objects along a road segment of ``length`` metres from ``road_origin``, off the ego's ``ego_path``.
+
+    ``ood``: add the out-of-distribution objects of the ``"test"`` split (cylinders, blobs; drawn from ``rng``)
+    or of the ``"val"`` split (crates, barriers; drawn from ``ood_rng``), last in the list."""
     r = _rot_z(road_yaw)
     things: list[Thing] = []
 
@@ -248,7 +258,7 @@ def _layout(rng: np.random.Generator, road_origin: np.ndarray, road_yaw: float, 
                 centre = place(along, side * (ROAD_HALF_WIDTH + 6 + size[1] / 2), size[2] / 2)
                 things.append(Thing("box", centre, size, road_yaw,
                                     _BUILDING_COLOURS[rng.integers(3)], None))
-    if ood:  # on the road, where a vehicle could be
+    if ood == "test":  # on the road, where a vehicle could be
         for _ in range(int(length / 12)):
             colour = _OOD_COLOURS[rng.integers(len(_OOD_COLOURS))]
             lane = lanes[rng.integers(4)] + rng.normal(0, 0.4)
@@ -260,6 +270,22 @@ def _layout(rng: np.random.Generator, road_origin: np.ndarray, road_yaw: float, 
                 radii = np.array([rng.uniform(0.8, 1.6), rng.uniform(0.4, 0.7), rng.uniform(0.4, 0.8)])
                 centre = place(rng.uniform(0, length), lane, radii[2] + 0.1)
                 thing = Thing("ellipsoid", centre, 2 * radii, road_yaw + rng.uniform(0, math.pi), colour, "ood.blob")
+            if free(centre, max(thing.size[:2]) / 2 + 0.5):
+                things.append(thing)
+    if ood == "val":  # on the road too, but shapes and colours that neither training nor test scenes have
+        for _ in range(int(length / 12)):
+            colour = _VAL_OOD_COLOURS[ood_rng.integers(len(_VAL_OOD_COLOURS))]
+            lane = lanes[ood_rng.integers(4)] + ood_rng.normal(0, 0.4)
+            if ood_rng.random() < 0.5:  # a crate: a cube, turned on the road
+                side = ood_rng.uniform(0.6, 1.3)
+                centre = place(ood_rng.uniform(0, length), lane, side / 2)
+                thing = Thing("box", centre, np.array([side, side, side]), road_yaw + ood_rng.uniform(0, math.pi / 2),
+                              colour, "ood.crate")
+            else:  # a road barrier: long, thin, knee-high, across the lane
+                size = np.array([ood_rng.uniform(2.0, 3.5), ood_rng.uniform(0.3, 0.5), ood_rng.uniform(0.8, 1.2)])
+                centre = place(ood_rng.uniform(0, length), lane, size[2] / 2)
+                thing = Thing("box", centre, size, road_yaw + math.pi / 2 + ood_rng.normal(0, 0.3), colour,
+                              "ood.barrier")
             if free(centre, max(thing.size[:2]) / 2 + 0.5):
                 things.append(thing)
     return things
@@ -300,12 +326,15 @@ def generate(root: str | Path, scenes: dict[str, int] | None = None, samples_per
              seed: int = 0) -> Path:
     """Write the dataset under ``root`` (``samples/``, ``v1.0-synthetic/*.json`` and its ``splits.json``).
 
-    ``scenes`` maps a split to its number of scenes (default train 24, val 4, test 6); only test
-    scenes hold OOD objects. The ego moves 4 m between keyframes (nuScenes: 2 Hz at ~8 m/s).
+    ``scenes`` maps a split to its number of scenes (default train 24, val 4, test 6); test and val
+    scenes hold OOD objects, of different kinds. The ego moves 4 m between keyframes (nuScenes: 2 Hz at ~8 m/s).
     """
     root = Path(root)
     scenes = scenes or {"train": 24, "val": 4, "test": 6}
     rng = np.random.default_rng(seed)
+    # Everything about the validation OOD objects (their layout and tokens) comes from this second stream, so
+    # that adding them (generator version 2) left every draw of ``rng``, hence the train and test scenes, as it was.
+    val_ood_rng = np.random.default_rng((seed, 1))
     texture = rng.uniform(0.85, 1.15, size=4096)
     tables: dict[str, list[dict]] = {name: [] for name in (
         "attribute", "calibrated_sensor", "category", "ego_pose", "instance", "log", "map", "sample",
@@ -314,6 +343,7 @@ def generate(root: str | Path, scenes: dict[str, int] | None = None, samples_per
                              f"between {lvl}"} for i, lvl in enumerate(["0-40", "40-60", "60-80", "80-100"], 1)]
     categories = ["vehicle.car", "vehicle.truck", "human.pedestrian.adult", "ood.cylinder", "ood.blob"]
     category_token = {name: _token(rng) for name in categories}
+    category_token |= {name: _token(val_ood_rng) for name in _VAL_OOD_CATEGORIES}
     tables["category"] = [{"token": tok, "name": name, "description": ""} for name, tok in category_token.items()]
     tables["log"] = [{"token": (log := _token(rng)), "logfile": "synthetic", "vehicle": "ego", "date_captured":
                       "2026-11-26", "location": "synthetic-town"}]
@@ -353,8 +383,11 @@ def generate(root: str | Path, scenes: dict[str, int] | None = None, samples_per
             road_origin = np.array([rng.uniform(-500, 500), rng.uniform(-500, 500), 0.0])
             length = EGO_STEP * samples_per_scene + 2 * EGO_START
             ego_path = (EGO_START, EGO_START + EGO_STEP * (samples_per_scene - 1))
-            things = _layout(rng, road_origin, road_yaw, length, ego_path, ood=(split == "test"))
-            instance_tokens = [_token(rng) if t.category else None for t in things]
+            things = _layout(rng, road_origin, road_yaw, length, ego_path,
+                             ood=split if split in ("val", "test") else None, ood_rng=val_ood_rng)
+            # Per object, the stream its tokens come from (see val_ood_rng).
+            token_rng = [val_ood_rng if t.category in _VAL_OOD_CATEGORIES else rng for t in things]
+            instance_tokens = [_token(r) if t.category else None for t, r in zip(things, token_rng)]
             scene_token, sample_tokens = _token(rng), [_token(rng) for _ in range(samples_per_scene)]
             for i, sample_token in enumerate(sample_tokens):
                 timestamp += 500_000
@@ -403,8 +436,9 @@ def generate(root: str | Path, scenes: dict[str, int] | None = None, samples_per
                     if thing.category is None or not near or footprint[k] == 0:
                         continue
                     tables["sample_annotation"].append({
-                        "token": _token(rng), "sample_token": sample_token, "instance_token": instance_tokens[k],
-                        "visibility_token": _visibility_level(visible[k] / footprint[k]), "attribute_tokens": [],
+                        "token": _token(token_rng[k]), "sample_token": sample_token,
+                        "instance_token": instance_tokens[k], "attribute_tokens": [],
+                        "visibility_token": _visibility_level(visible[k] / footprint[k]),
                         "translation": thing.centre.tolist(), "size": [thing.size[1], thing.size[0], thing.size[2]],
                         "rotation": _quaternion(thing.yaw), "num_lidar_pts": int(lidar_hits[k]),
                         "num_radar_pts": 0, "prev": "", "next": ""})

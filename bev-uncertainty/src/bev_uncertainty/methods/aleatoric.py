@@ -23,6 +23,9 @@ from bev_uncertainty.models.lss import LiftSplat
 
 
 class AleatoricLogits(BEVSegmentation):
+    # The noise draws of the prediction; a checkpoint can be evaluated with more (or fewer) than it trained with.
+    test_time_hparams = ("samples",)
+
     def __init__(self, model: LiftSplat, samples: int = 25, **kwargs) -> None:
         super().__init__(model, **kwargs)
         if model.bev_encoder.head.out_channels != 4:

@@ -10,7 +10,10 @@ A method is a subclass that changes at most three things:
 likely-wrong cell (misclassification metrics and AUSE) and ``ood_score`` (B, H, W) the score of an
 out-of-distribution cell (OOD metrics). For most methods the two scores are the same predictive
 entropy; methods with an epistemic term use it for OOD (mutual information, Dirichlet vacuity). An
-optional ``unseen_score`` scores cells no sensor saw (``test/auroc_unobserved``; default: ``ood_score``).
+optional ``unseen_score`` scores cells no sensor saw (``test/auroc_unobserved``; default: ``ood_score``), and
+optional ``ood_candidates`` ({name: (B, H, W)}) are alternative OOD scores a method compares (``val/auroc_ood/<name>``
+and ``test/auroc_ood/<name>``): its ``ood_score`` is chosen among them on the validation split, whose synthetic
+scenes hold OOD objects of other kinds than the test split's.
 """
 
 from __future__ import annotations
@@ -49,6 +52,10 @@ class BEVSegmentation(LightningModule):
 
     monitor = "val/iou"
     monitor_mode = "max"
+    # __init__ arguments that only change how a trained network is evaluated (sample counts...):
+    # `test --config c.yaml --ckpt_path x.ckpt` takes them from the config, everything else from the checkpoint
+    # (shared_utils.cli.checkpoint_hparams). The baseline has none.
+    test_time_hparams: tuple[str, ...] = ()
 
     def __init__(self, model: LiftSplat, lr: float = 1e-3, weight_decay: float = 1e-7, depth_weight: float = 3.0,
                  pos_weight: float = 2.13) -> None:
@@ -57,7 +64,7 @@ class BEVSegmentation(LightningModule):
         self.model = model
         self.register_buffer("class_weight", torch.tensor([1.0, pos_weight]), persistent=False)
         self._test: dict[str, list[Tensor]] = {}
-        self._val: list[Tensor] = []
+        self._val: dict[str, list[Tensor]] = {}
 
     # ------------------------------------------------------------------ geometry from the data
 
@@ -137,17 +144,33 @@ class BEVSegmentation(LightningModule):
         entropy = binary_entropy(prob)
         return {"prob": prob, "uncertainty": entropy, "ood_score": entropy}
 
+    @staticmethod
+    def candidates(pred: dict[str, Tensor]) -> dict[str, Tensor]:
+        """The alternative OOD scores of ``pred`` as cells ``ood_score/<name>`` (their metric: ``auroc_ood/<name>``)."""
+        return {f"ood_score/{name}": score for name, score in pred.get("ood_candidates", {}).items()}
+
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         pred = self.predict(batch)
         valid, target = batch["valid"], self.target(batch).bool()
         hit = (pred["prob"] >= 0.5) & valid
-        self._val.append(torch.stack([(hit & target).sum(), (hit | (target & valid)).sum()]).cpu())
+        self._val.setdefault("iou", []).append(torch.stack([(hit & target).sum(), (hit | (target & valid)).sum()]))
+        if "ood_candidates" in pred:
+            # A method choosing among OOD scores does it on the validation split's OOD objects (the synthetic
+            # world's are of other kinds than the test split's), never on the test split.
+            cells = {"ood": batch["bev"][:, 2] > 0.5, "ood_score": pred["ood_score"], **self.candidates(pred)}
+            for key, value in cells.items():
+                self._val.setdefault(key, []).append(value[valid].detach().cpu())
 
     def on_validation_epoch_end(self) -> None:
         if self._val:
-            inter, union = torch.stack(self._val).sum(0).tolist()
+            inter, union = torch.stack(self._val.pop("iou")).sum(0).tolist()
             self.log("val/iou", inter / max(union, 1))
-        self._val = []
+            cells = {k: torch.cat(v) for k, v in self._val.items()}
+            ood = cells.pop("ood", None)
+            if ood is not None and ood.any():
+                self.log_dict({"val/auroc_ood" + key.removeprefix("ood_score"): auroc_aupr(score, ood)[0]
+                               for key, score in cells.items()})
+        self._val = {}
 
     def on_test_epoch_start(self) -> None:
         self._test = {k: [] for k in ("prob", "target", "uncertainty", "ood_score", "ood")}
@@ -161,6 +184,7 @@ class BEVSegmentation(LightningModule):
         valid = batch["valid"]
         cells = {"prob": pred["prob"], "target": self.target(batch), "uncertainty": pred["uncertainty"],
                  "ood_score": pred["ood_score"], "ood": batch["bev"][:, 2] > 0.5}
+        cells |= self.candidates(pred)
         if "observed" in batch:  # cells no LiDAR ray reached at vehicle height (occluded, see data/nuscenes.py)
             cells["unobserved"] = ~batch["observed"]
             cells["unseen_score"] = pred.get("unseen_score", pred["ood_score"])
@@ -178,6 +202,8 @@ class BEVSegmentation(LightningModule):
             metrics["auroc_unobserved"] = auroc_aupr(unseen, unobserved)[0]
             metrics["unseen_score_unobserved_over_observed"] = float(unseen[unobserved].mean()
                                                                      / unseen[~unobserved].mean())
+        for key in [k for k in cells if k.startswith("ood_score/")]:  # reported, never used to choose (val does)
+            metrics["auroc_ood" + key.removeprefix("ood_score")] = auroc_aupr(cells[key], cells["ood"])[0]
         self.log_dict({f"test/{k}": v for k, v in metrics.items() if not math.isnan(v)})
         self.log("test/seconds_per_sample", self._test_seconds / max(self._test_samples, 1))
         self.log_curves(cells)

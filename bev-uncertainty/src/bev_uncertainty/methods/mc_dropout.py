@@ -17,6 +17,8 @@ from bev_uncertainty.models.lss import LiftSplat
 
 
 class MCDropout(BEVSegmentation):
+    test_time_hparams = ("samples",)  # the number of stochastic passes at test time
+
     def __init__(self, model: LiftSplat, samples: int = 10, **kwargs) -> None:
         super().__init__(model, **kwargs)
         if not any(isinstance(m, nn.Dropout2d) and m.p > 0 for m in model.bev_encoder.modules()):

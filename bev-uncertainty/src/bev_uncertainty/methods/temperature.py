@@ -37,6 +37,8 @@ def fit_temperature(logits: Tensor, targets: Tensor) -> float:
 
 
 class TemperatureScaling(BEVSegmentation):
+    test_time_hparams = ("max_cells",)  # the validation cells T is fitted on, before every test
+
     def __init__(self, *args, max_cells: int = 2_000_000, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.max_cells = max_cells

@@ -53,18 +53,14 @@ class CamEncoder(nn.Module):
     def __init__(self, depth_bins: int, context_channels: int, pretrained: bool = True) -> None:
         super().__init__()
         weights = "imagenet" if pretrained else None
-        self.backbone = create_backbone("efficientnet_lite0", weights=weights, strides=(8, 16))
+        # freeze="batchnorm": the weights train, but the backbone's BatchNorm keeps its ImageNet statistics:
+        # batches of 4 samples are too small to re-estimate them (LSS and BEVDepth train with 4-8 samples per
+        # GPU and frozen or synced BN).
+        self.backbone = create_backbone("efficientnet_lite0", weights=weights, strides=(8, 16), freeze="batchnorm")
         c8, c16 = self.backbone.channels
         self.neck = nn.Sequential(_conv_bn_relu(c8 + c16, 128), _conv_bn_relu(128, 128))
         self.depth_head = nn.Conv2d(128, depth_bins, 1)
         self.context_head = nn.Conv2d(128, context_channels, 1)
-
-    def train(self, mode: bool = True) -> CamEncoder:
-        """The backbone's BatchNorm keeps its ImageNet statistics: batches of 4 samples are too small to
-        re-estimate them (LSS and BEVDepth train with 4-8 samples per GPU and frozen or synced BN)."""
-        super().train(mode)
-        self.backbone.eval()
-        return self
 
     def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
         s8, s16 = self.backbone(images)
