@@ -1,20 +1,14 @@
-"""Shared helpers: where the team's reference fixtures live, and tiny expmap files."""
+"""Shared helpers: the reference fixtures (``tests/data``, see its README) and tiny expmap files."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
-import pytest
 
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "pose-forecasting"
-
-
-@pytest.fixture
-def fixtures() -> Path:
-    if not FIXTURES.is_dir():
-        pytest.skip(f"reference fixtures not found at {FIXTURES} (they live in the team's ../shared checkout)")
-    return FIXTURES
+# In the repository (not skipped when absent): siMLPe's official weights and outputs, and the evaluation set
+# whose numbers come from siMLPe's own evaluation code. What each file is and its licence: data/README.md.
+FIXTURES = Path(__file__).resolve().parent / "data"
 
 
 def write_expmap(path: Path, frames: np.ndarray) -> Path:

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from pose_forecasting.data.amass import AMASS_JOINTS_USED, load_amass, load_amass_sequence, load_skeleton
+from shared_utils.datasets import DatasetFormatError
 
 # The SMPL-H kinematic tree: 22 body joints, then 5 three-joint fingers per hand (joints 22-36 on the left
 # wrist 20, 37-51 on the right wrist 21).
@@ -114,14 +115,14 @@ def test_split_selects_its_subsets(amass_root, tmp_path):
                                           "BioMotionLab_NTroje/rub002/0002_jog_poses"]
     assert [seq.shape for _, seq in test] == [(30, 52, 3), (15, 52, 3)]
     assert len(AMASS_JOINTS_USED) == 18 and test[0][1][:, AMASS_JOINTS_USED].shape == (30, 18, 3)
-    with pytest.raises(FileNotFoundError, match=r"subset folders \['MPI_HDM05', 'SFU', 'MPI_mosh'\] of split 'val'"):
+    with pytest.raises(DatasetFormatError, match=r"subset folders \['MPI_HDM05', 'SFU', 'MPI_mosh'\] of split 'val'"):
         load_amass(amass_root, "val", skeleton_path)
     with pytest.raises(ValueError, match="split must be one of"):
         load_amass(amass_root, "validation", skeleton_path)
 
 
 def test_missing_skeleton_file(amass_root, tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"nope\.npz: skeleton file not found .*'p3d0' \(1, 52, 3\)"):
+    with pytest.raises(DatasetFormatError, match=r"nope\.npz: skeleton file not found .*'p3d0' \(1, 52, 3\)"):
         load_amass(amass_root, "test", tmp_path / "nope.npz")
     np.savez(tmp_path / "bad.npz", p3d0=rest_pose()[None])
     with pytest.raises(ValueError, match=r"bad\.npz: missing \['parents'\]"):

@@ -10,12 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from pose_forecasting.data.datamodule import PoseDataModule
+from pose_forecasting.cli import cli as project_cli
 from pose_forecasting.data.synthetic import generate
-from pose_forecasting.methods.module import ForecastModule
 from pose_forecasting.metrics import HORIZONS_MS
+from shared_utils.cache import MARKER
 from shared_utils.checkpoints import find_checkpoint, latest_run, load_model
-from shared_utils.cli import run_cli
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 FAST = ["--data.init_args.actions", "[walking, eating, sitting]", "--data.init_args.batch_size", "32",
@@ -33,7 +32,7 @@ def cli(workdir: Path, dataset: Path, subcommand: str, method: str, *extra: str)
     args = [subcommand, "--config", str(CONFIGS / f"{method}.yaml"),
             "--data.class_path", "pose_forecasting.data.datamodule.H36M", "--data.init_args.root", str(dataset),
             *FAST, *extra]
-    run_cli(ForecastModule, PoseDataModule, project="pose-forecasting", args=args)
+    project_cli(args)
     return latest_run(workdir / "runs" / "pose-forecasting" / method)
 
 
@@ -71,6 +70,19 @@ def test_method_fits_and_tests_from_its_config(method, extra, dataset, tmp_path,
     assert (run / "checkpoints" / "last.ckpt").is_file() and list(run.glob("events.out.tfevents.*"))
 
 
+def test_the_horizon_is_set_once_in_the_data(dataset, tmp_path, monkeypatch):
+    """`data.init_args.output_frames` is linked to the network's: a shorter horizon reaches both."""
+    monkeypatch.chdir(tmp_path)
+    args = ["--config", str(CONFIGS / "simlpe.yaml"), "--data.class_path", "pose_forecasting.data.datamodule.H36M",
+            "--data.init_args.root", str(dataset), *FAST, "--data.init_args.output_frames", "10"]
+    built = project_cli(["fit", *args])
+    assert built.model.model.output_frames == built.datamodule.output_frames == 10
+    run = latest_run(tmp_path / "runs" / "pose-forecasting" / "simlpe")
+    assert "output_frames: 10" in (run / "config.yaml").read_text()
+    tested = project_cli(["test", "--config", str(run / "config.yaml"), f"--ckpt_path={find_checkpoint(run)}"])
+    assert tested.model.model.output_frames == 10
+
+
 def test_predict_writes_forecasts(dataset, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     run = cli(tmp_path, dataset, "predict", "zero_velocity")
@@ -81,13 +93,17 @@ def test_predict_writes_forecasts(dataset, tmp_path, monkeypatch):
 def test_synthetic_default_generates_once_into_its_cache(tmp_path):
     from pose_forecasting.data.datamodule import Synthetic
 
-    dm = Synthetic(root=str(tmp_path / "cache"), lines=400, actions=["walking"], batch_size=8)
+    dm = Synthetic(cache_dir=str(tmp_path / "cache"), lines=400, actions=["walking"], batch_size=8)
     dm.setup("test")
-    marker = (tmp_path / "cache" / "VERSION").read_text()
+    (root,) = (tmp_path / "cache").iterdir()  # one folder per generator setting, named by its hash
+    marker = (root / MARKER).read_text()
+    assert json.loads(marker)["frames"] == 400
     batch = next(iter(dm.test_dataloader()))
     assert batch["history"].shape == (8, 50, 22, 3) and batch["future_full"].shape == (8, 25, 32, 3)
-    Synthetic(root=str(tmp_path / "cache"), lines=400, actions=["walking"]).setup("test")
-    assert (tmp_path / "cache" / "VERSION").read_text() == marker
+    stamp = (root / "S5" / "walking_1.txt").stat().st_mtime_ns
+    Synthetic(cache_dir=str(tmp_path / "cache"), lines=400, actions=["walking"]).setup("test")
+    assert (root / "S5" / "walking_1.txt").stat().st_mtime_ns == stamp  # reused, not regenerated
+    assert list((tmp_path / "cache").iterdir()) == [root]
 
 
 def test_unknown_protocol_and_action_are_rejected(tmp_path):
@@ -97,3 +113,9 @@ def test_unknown_protocol_and_action_are_rejected(tmp_path):
         H36M(str(tmp_path), protocol="100")
     with pytest.raises(ValueError, match=r"unknown \['jumping'\]"):
         H36M(str(tmp_path), actions=["jumping"])
+
+
+def test_default_config_is_the_simlpe_config():
+    """`default.yaml` cannot drift from the method it stands for: it is a link to it (issue 14, point 7)."""
+    default = CONFIGS / "default.yaml"
+    assert default.is_symlink() and default.resolve() == (CONFIGS / "simlpe.yaml").resolve()

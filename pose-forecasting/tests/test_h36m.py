@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import write_expmap
+from conftest import FIXTURES, write_expmap
 from pose_forecasting.data import h36m
 from pose_forecasting.data.skeleton import (
     JOINTS_DUPLICATE,
@@ -20,6 +20,7 @@ from pose_forecasting.data.skeleton import (
     expmap_to_xyz,
 )
 from pose_forecasting.metrics import HORIZONS_MS, horizon_frame, mpjpe_h36m
+from shared_utils.datasets import DatasetFormatError
 
 
 def test_rest_pose_is_the_sum_of_offsets():
@@ -83,9 +84,9 @@ def test_256_protocol_start_frames_follow_the_seeded_draws():
     np.testing.assert_array_equal(i1[5], np.arange(i1[5, 0], i1[5, 0] + 75))
 
 
-def test_zero_velocity_matches_simlpe_evaluation_on_the_reference_set(fixtures, tmp_path):
+def test_zero_velocity_matches_simlpe_evaluation_on_the_reference_set(tmp_path):
     """Loader + FK + 256 protocol + 32-joint MPJPE reproduce siMLPe's own numbers (fixture README)."""
-    with tarfile.open(fixtures / "h36m_S5_synthetic.tar.gz") as tar:
+    with tarfile.open(FIXTURES / "h36m_S5_synthetic.tar.gz") as tar:
         tar.extractall(tmp_path, filter="data")
     seqs = h36m.load_h36m(tmp_path / "h36m", [5])
     index = h36m.windows(seqs, 50, 25, "256")
@@ -104,16 +105,29 @@ def test_wrong_column_count_names_file_and_line(tmp_path):
     lines = path.read_text().splitlines()
     lines[3] = ",".join(["0"] * 98)
     path.write_text("\n".join(lines))
-    with pytest.raises(h36m.DatasetFormatError, match=r"walking_1.txt:4: expected 99 .* found 98"):
+    with pytest.raises(DatasetFormatError, match=r"walking_1.txt:4: expected 99 .* found 98"):
         h36m.read_expmap(path)
 
 
 def test_too_short_sequence_and_missing_subject(tmp_path):
     root = _tiny_h36m(tmp_path, [5], frames=300, actions=("walking",))
     seqs = h36m.load_h36m(root, [5], ("walking",))
-    with pytest.raises(h36m.DatasetFormatError, match=r"S5/walking_1.txt: 150 frames .* too short .*256"):
+    with pytest.raises(DatasetFormatError, match=r"S5/walking_1.txt: 150 frames .* too short .*256"):
         h36m.windows(seqs, 50, 25, "256")
-    with pytest.raises(h36m.DatasetFormatError, match=r"S11: subject folder missing .*found \['S5'\]"):
+    with pytest.raises(DatasetFormatError, match=r"S11: subject folder missing .*found in .*: S5/"):
         h36m.load_h36m(root, [11], ("walking",))
-    with pytest.raises(h36m.DatasetFormatError, match=r"eating_1.txt: file not found"):
+    with pytest.raises(DatasetFormatError, match=r"eating_1.txt: file not found"):
         h36m.load_h36m(root, [5], ("eating",))
+
+
+def test_setup_checks_every_split_before_training(tmp_path):
+    """`fit` stops in setup when the test subject is missing, not after training (issue 14, 2c)."""
+    from pose_forecasting.data.datamodule import H36M
+
+    root = _tiny_h36m(tmp_path, [1, 6, 7, 8, 9, 11], frames=300, actions=("walking",))
+    dm = H36M(str(root), actions=["walking"])
+    with pytest.raises(DatasetFormatError, match=r"S5: subject folder missing \(expected S5/ .*found in .*: S1/"):
+        dm.setup("fit")
+    assert dm.datasets == {}  # nothing loaded
+    with pytest.raises(DatasetFormatError, match=r"nowhere: dataset root not found .*found nothing"):
+        H36M(str(tmp_path / "nowhere")).setup("test")

@@ -1,4 +1,4 @@
-"""siMLPe against the official Human3.6M checkpoint and its recorded outputs (shared fixture)."""
+"""siMLPe against the official Human3.6M checkpoint and its recorded outputs (``tests/data``)."""
 
 from __future__ import annotations
 
@@ -8,17 +8,14 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import FIXTURES
 from pose_forecasting.models.simlpe import SiMLPe, dct_matrices
 
-# ../shared beside the repository root (absent in a user's clone).
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "pose-forecasting"
 REFERENCE = FIXTURES / "simlpe_reference.npz"
 
 
 @pytest.fixture(scope="module")
 def reference() -> dict[str, np.ndarray]:
-    if not REFERENCE.is_file():
-        pytest.skip(f"siMLPe reference fixture not found at {REFERENCE} (the shared fixtures are not in this clone)")
     with np.load(REFERENCE) as arrays:
         return {k: arrays[k] for k in arrays.files}
 
@@ -92,15 +89,14 @@ def test_loss_decreases_on_random_walk() -> None:
     assert losses[-1] < 0.5 * losses[0], losses
 
 
-def test_module_weights_argument_loads_the_official_checkpoint(fixtures):
+def test_module_weights_argument_loads_the_official_checkpoint(reference):
     """`--model.init_args.weights <file>`: the name users of the official checkpoints rely on."""
     from pose_forecasting.methods.module import ForecastModule
     from pose_forecasting.models.baselines import ZeroVelocity
 
-    reference = np.load(fixtures / "simlpe_reference.npz")
-    module = ForecastModule(SiMLPe(), weights=str(fixtures / "simlpe_reference.npz")).eval()
+    module = ForecastModule(SiMLPe(), weights=str(REFERENCE)).eval()
     with torch.no_grad():
         out = module.forecast({"history": torch.from_numpy(reference["input_22_m"]).reshape(16, 50, 22, 3)})[0]
     assert float((out.reshape(16, 25, 66) - torch.from_numpy(reference["output_22_m"])).abs().max()) < 1e-5
     with pytest.raises(ValueError, match="ZeroVelocity has no official checkpoint format"):
-        ForecastModule(ZeroVelocity(), weights=str(fixtures / "simlpe_reference.npz"))
+        ForecastModule(ZeroVelocity(), weights=str(REFERENCE))

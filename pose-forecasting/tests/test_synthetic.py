@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import json
 import re
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import torch
 
 from pose_forecasting.data import h36m, synthetic
 from pose_forecasting.data.skeleton import JOINTS_USED, OFFSETS_MM, PARENTS, expmap_to_xyz
+from shared_utils.cache import MARKER
 
 FRAMES = inspect.signature(synthetic.generate).parameters["frames"].default  # the 256-window protocol needs it
 
@@ -124,21 +126,14 @@ def test_the_256_protocol_runs_on_the_default_length(dataset):
     assert len(h36m.windows(sequences, 50, 25, "256")) == 256 * len(h36m.ACTIONS)
 
 
-def test_ensure_synthetic_generates_once_and_protects_other_folders(tmp_path):
-    root = tmp_path / "data"
-    synthetic.ensure_synthetic(root, subjects=(1,), frames=40)
+def test_ensure_synthetic_generates_once_per_setting(tmp_path):
+    root = synthetic.ensure_synthetic(tmp_path, subjects=(1,), frames=40)
+    assert root.parent == tmp_path and (root / "S1" / "walking_1.txt").is_file()
+    record = json.loads((root / MARKER).read_text())
+    assert record == {"version": synthetic.VERSION, "subjects": [1], "frames": 40, "seed": 0}
     stamp = (root / "S1" / "walking_1.txt").stat().st_mtime_ns
-    assert "frames" in (root / "VERSION").read_text()
-    synthetic.ensure_synthetic(root, subjects=(1,), frames=40)
+    assert synthetic.ensure_synthetic(tmp_path, subjects=[1], frames=40) == root  # a YAML list: same record
     assert (root / "S1" / "walking_1.txt").stat().st_mtime_ns == stamp  # reused
-    synthetic.ensure_synthetic(root, subjects=(1,), frames=50)  # other arguments: regenerated
-    assert len((root / "S1" / "walking_1.txt").read_text().splitlines()) == 50
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]  # no temporary folder left behind
-
-    foreign = tmp_path / "mine"
-    (foreign / "S1").mkdir(parents=True)
-    (foreign / "S1" / "notes.txt").write_text("keep")
-    with pytest.raises(FileExistsError, match="mine"):
-        synthetic.ensure_synthetic(foreign, subjects=(1,), frames=40)
-    assert (foreign / "S1" / "notes.txt").read_text() == "keep"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "mine"]
+    other = synthetic.ensure_synthetic(tmp_path, subjects=(1,), frames=50)  # other arguments: another folder
+    assert other != root and len((other / "S1" / "walking_1.txt").read_text().splitlines()) == 50
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([root.name, other.name])  # no temporary left

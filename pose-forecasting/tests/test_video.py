@@ -1,5 +1,6 @@
 """The video/image path: the BlazePose -> Human3.6M table and frame reading always; the real MediaPipe
-model on a real photo (scikit-image's astronaut) where the ``[video]`` extra is installed."""
+model on a real photo (scikit-image's astronaut) in the ``[video]`` extra's environment, where the tests
+marked ``video`` are run with ``pytest -m video`` (left out by default: see pyproject.toml)."""
 
 from __future__ import annotations
 
@@ -18,8 +19,6 @@ from pose_forecasting.data.video import (
     mapping_matrix,
     read_frames,
 )
-
-NO_MEDIAPIPE = 'mediapipe is the optional [video] extra: pip install -e "pose-forecasting[video]"'
 
 
 def joint(name: str) -> int:
@@ -73,17 +72,19 @@ def test_read_frames_video_and_sorted_folder(tmp_path):
 
 @pytest.fixture(scope="module")
 def astronaut() -> np.ndarray:
-    pytest.importorskip("mediapipe", reason=NO_MEDIAPIPE)
-    skimage_data = pytest.importorskip("skimage.data", reason="scikit-image provides the test photo")
-    return skimage_data.astronaut()  # 512 x 512 RGB, a person facing the camera, cut at the hips
+    import skimage.data
+
+    return skimage.data.astronaut()  # 512 x 512 RGB, a person facing the camera, cut at the hips
 
 
+@pytest.mark.video
 def test_landmark_order_is_mediapipe_s(astronaut):
     import mediapipe
 
     assert tuple(p.name.lower() for p in mediapipe.solutions.pose.PoseLandmark) == BLAZEPOSE_LANDMARKS
 
 
+@pytest.mark.video
 def test_astronaut_keypoints(astronaut):
     pixels, confidence, size = keypoints_from_frames([astronaut, np.zeros_like(astronaut)])
     assert pixels.shape == (2, 22, 2) and confidence.shape == (2, 22) and size == (512, 512)
@@ -101,6 +102,7 @@ def test_astronaut_keypoints(astronaut):
     assert (confidence[1] == 0).all() and (pixels[1] == 0).all()
 
 
+@pytest.mark.video
 def test_image_folder_gives_one_frame_per_image(astronaut, tmp_path):
     for t in range(3):
         cv2.imwrite(str(tmp_path / f"frame_{t:03d}.png"), cv2.cvtColor(astronaut, cv2.COLOR_RGB2BGR))

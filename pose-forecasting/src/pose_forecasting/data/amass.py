@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from pose_forecasting.data.skeleton import expmap_to_rotmat, forward_kinematics
+from shared_utils.datasets import DatasetFormatError, folder_listing
 
 # HisRepItself's ``amass_splits`` (train, val, test); siMLPe's data/amass_{train,test}.txt are the same
 # train and test lists (siMLPe has no validation split).
@@ -54,25 +55,25 @@ def load_skeleton(path: str | Path) -> SMPLSkeleton:
     """Reads ``smpl_skeleton.npz`` (``p3d0`` ``(1, 52, 3)``, ``parents`` ``(52,)``), as HisRepItself saves it."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: skeleton file not found (expected the smpl_skeleton.npz of "
-                                "HisRepItself/siMLPe with 'p3d0' (1, 52, 3) and 'parents' (52,))")
+        raise DatasetFormatError(f"{path}: skeleton file not found (expected the smpl_skeleton.npz of "
+                                 "HisRepItself/siMLPe with 'p3d0' (1, 52, 3) and 'parents' (52,))")
     with np.load(path) as f:
         missing = [k for k in ("p3d0", "parents") if k not in f]
         if missing:
-            raise ValueError(f"{path}: missing {missing} (expected 'p3d0' (1, 52, 3) and 'parents' (52,); "
-                             f"found {sorted(f.keys())})")
+            raise DatasetFormatError(f"{path}: missing {missing} (expected 'p3d0' (1, 52, 3) and 'parents' (52,); "
+                                     f"found {sorted(f.keys())})")
         p3d0, parents = f["p3d0"], f["parents"]
     if p3d0.size != NUM_JOINTS * 3:
-        raise ValueError(f"{path}: 'p3d0' has shape {p3d0.shape}, expected (1, {NUM_JOINTS}, 3)")
+        raise DatasetFormatError(f"{path}: 'p3d0' has shape {p3d0.shape}, expected (1, {NUM_JOINTS}, 3)")
     if parents.shape != (NUM_JOINTS,):
-        raise ValueError(f"{path}: 'parents' has shape {parents.shape}, expected ({NUM_JOINTS},)")
+        raise DatasetFormatError(f"{path}: 'parents' has shape {parents.shape}, expected ({NUM_JOINTS},)")
     # parents[0] is -1 or its uint32 wrap-around (the SMPL kintree); FK needs every other parent earlier.
     parents = parents.astype(np.int64)
     parents[0] = -1
     bad = [i for i in range(1, NUM_JOINTS) if not 0 <= parents[i] < i]
     if bad:
-        raise ValueError(f"{path}: 'parents' must list each joint after its parent (0 <= parents[i] < i); "
-                         f"joints {bad} break this")
+        raise DatasetFormatError(f"{path}: 'parents' must list each joint after its parent (0 <= parents[i] < i); "
+                                 f"joints {bad} break this")
     return SMPLSkeleton(p3d0.reshape(NUM_JOINTS, 3).astype(np.float32), parents)
 
 
@@ -87,15 +88,15 @@ def load_amass_sequence(path: str | Path, skeleton: SMPLSkeleton) -> np.ndarray:
     with np.load(path) as f:
         missing = [k for k in ("poses", "mocap_framerate") if k not in f]
         if missing:
-            raise ValueError(f"{path}: missing {missing} (expected an AMASS SMPL+H sequence with 'poses' "
-                             f"(T, {NUM_JOINTS * 3}) and 'mocap_framerate'; found {sorted(f.keys())})")
+            raise DatasetFormatError(f"{path}: missing {missing} (expected an AMASS SMPL+H sequence with 'poses' "
+                                     f"(T, {NUM_JOINTS * 3}) and 'mocap_framerate'; found {sorted(f.keys())})")
         poses, framerate = f["poses"], float(f["mocap_framerate"])
     if poses.ndim != 2 or poses.shape[1] != NUM_JOINTS * 3:
-        raise ValueError(f"{path}: 'poses' has shape {poses.shape}, expected (T, {NUM_JOINTS * 3}) "
-                         f"(SMPL-H: {NUM_JOINTS} joints x 3 axis-angle)")
+        raise DatasetFormatError(f"{path}: 'poses' has shape {poses.shape}, expected (T, {NUM_JOINTS * 3}) "
+                                 f"(SMPL-H: {NUM_JOINTS} joints x 3 axis-angle)")
     sample_rate = int(framerate // TARGET_FPS)
     if sample_rate < 1:
-        raise ValueError(f"{path}: 'mocap_framerate' is {framerate}, expected >= {TARGET_FPS} fps")
+        raise DatasetFormatError(f"{path}: 'mocap_framerate' is {framerate}, expected >= {TARGET_FPS} fps")
     poses = torch.from_numpy(poses[::sample_rate]).float().reshape(-1, NUM_JOINTS, 3)
     poses[:, 0] = 0  # remove the global rotation
     offsets = skeleton.p3d0 - skeleton.p3d0[np.maximum(skeleton.parents, 0)]
@@ -104,25 +105,31 @@ def load_amass_sequence(path: str | Path, skeleton: SMPLSkeleton) -> np.ndarray:
     return forward_kinematics(rotmats, torch.from_numpy(offsets), skeleton.parents).numpy()
 
 
-def load_amass(root: str | Path, split: str, skeleton_path: str | Path) -> list[tuple[str, np.ndarray]]:
-    """``[("<subset>/<subject>/<file stem>", (T25, 52, 3) metres)]`` for the subsets of ``split``
-    (``AMASS_SPLITS``), sorted by name. Every subset of the split must be present under ``root``."""
+def sequence_files(root: str | Path, split: str) -> list[Path]:
+    """The sequence files of ``split`` (``AMASS_SPLITS``), sorted, after checking that every subset of the split
+    is present under ``root``: the layout check (no file is read) the datamodule runs before training."""
     if split not in AMASS_SPLITS:
         raise ValueError(f"split must be one of {sorted(AMASS_SPLITS)}, got {split!r}")
-    skeleton = load_skeleton(skeleton_path)
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"{root}: AMASS root not found (expected <root>/<subset>/<subject>/*_poses.npz "
-                                f"with subsets {list(AMASS_SPLITS[split])} for split {split!r})")
-    found = sorted(p.name for p in root.iterdir() if p.is_dir())
-    missing = [s for s in AMASS_SPLITS[split] if s not in found]
+        raise DatasetFormatError(f"{root}: AMASS root not found (expected <root>/<subset>/<subject>/*_poses.npz "
+                                 f"with subsets {list(AMASS_SPLITS[split])} for split {split!r})")
+    missing = [s for s in AMASS_SPLITS[split] if not (root / s).is_dir()]
     if missing:
-        raise FileNotFoundError(f"{root}: subset folders {missing} of split {split!r} are missing (expected "
-                                f"{list(AMASS_SPLITS[split])} from the SMPL+H AMASS release; found {found})")
+        raise DatasetFormatError(f"{root}: subset folders {missing} of split {split!r} are missing (expected "
+                                 f"{list(AMASS_SPLITS[split])} from the SMPL+H AMASS release; {folder_listing(root)})")
     files = sorted(path for subset in AMASS_SPLITS[split] for subject in (root / subset).iterdir()
                    if subject.is_dir() for path in subject.glob("*.npz") if path.name != SHAPE_FILE)
     if not files:
-        raise FileNotFoundError(f"{root}: no sequence in {list(AMASS_SPLITS[split])} (expected "
-                                "<subset>/<subject>/*_poses.npz)")
+        raise DatasetFormatError(f"{root}: no sequence in {list(AMASS_SPLITS[split])} (expected "
+                                 "<subset>/<subject>/*_poses.npz)")
+    return files
+
+
+def load_amass(root: str | Path, split: str, skeleton_path: str | Path) -> list[tuple[str, np.ndarray]]:
+    """``[("<subset>/<subject>/<file stem>", (T25, 52, 3) metres)]`` for the subsets of ``split``
+    (``AMASS_SPLITS``), sorted by name. Every subset of the split must be present under ``root``."""
+    files = sequence_files(root, split)
+    skeleton = load_skeleton(skeleton_path)
     return [(path.relative_to(root).with_suffix("").as_posix(), load_amass_sequence(path, skeleton))
             for path in files]

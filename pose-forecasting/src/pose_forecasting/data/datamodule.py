@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from pose_forecasting.data import h36m
 from pose_forecasting.data.skeleton import JOINTS_USED
+from shared_utils.datasets import DatasetFormatError
 
 Key = tuple
 
@@ -85,6 +86,12 @@ class PoseDataModule(LightningDataModule):
         self.batch_size, self.num_workers, self.with_2d = batch_size, num_workers, with_2d
         self.datasets: dict[str, PoseWindows] = {}
 
+    def check(self) -> None:
+        """Checks the on-disk layout of every split without reading the files, so that a missing dataset,
+        subject or file stops the command in ``setup``, before training, not at the test after ``fit``.
+        Raises :class:`shared_utils.datasets.DatasetFormatError` naming the path."""
+        raise NotImplementedError
+
     def load(self, split: str) -> dict[Key, np.ndarray]:
         raise NotImplementedError
 
@@ -106,6 +113,7 @@ class PoseDataModule(LightningDataModule):
         return self.datasets[split]
 
     def setup(self, stage: str) -> None:
+        self.check()
         splits = {"fit": ["train", "val"], "validate": ["val"], "test": ["test"], "predict": ["test"]}[stage]
         for split in splits:
             self._dataset(split)
@@ -142,26 +150,35 @@ class H36M(PoseDataModule):
             raise ValueError(f"data.init_args.actions: unknown {unknown}; Human3.6M actions are {h36m.ACTIONS}")
         self.actions = tuple(actions) if actions else h36m.ACTIONS
 
+    def dataset_root(self) -> Path:
+        return Path(self.root)
+
+    def check(self) -> None:
+        for subjects in h36m.SUBJECTS.values():
+            h36m.expmap_files(self.dataset_root(), subjects, self.actions)
+
     def load(self, split: str) -> dict[Key, np.ndarray]:
-        return h36m.load_h36m(self.root, h36m.SUBJECTS[split], self.actions)
+        return h36m.load_h36m(self.dataset_root(), h36m.SUBJECTS[split], self.actions)
 
 
 class Synthetic(H36M):
-    """The synthetic proxy: generated once into ``root`` in the Human3.6M expmap format, then read by the
-    same loader, forward kinematics and protocols as the real data (:mod:`pose_forecasting.data.synthetic`)."""
+    """The synthetic proxy: generated once into ``cache_dir/<hash of the generator's arguments>/`` in the
+    Human3.6M expmap format, then read by the same loader, forward kinematics and protocols as the real data
+    (:mod:`pose_forecasting.data.synthetic`). ``lines``: 50 Hz lines per file (1000 = 20 s)."""
 
-    def __init__(self, root: str = ".cache/pose-forecasting/h36m-synthetic", lines: int = 1000, **kwargs) -> None:
-        super().__init__(root, **kwargs)
-        self.lines = lines
+    def __init__(self, cache_dir: str = ".cache/pose-forecasting", lines: int = 1000, **kwargs) -> None:
+        super().__init__(root=cache_dir, **kwargs)  # the dataset itself is in a sub-folder: dataset_root()
+        self.cache_dir, self.lines = cache_dir, lines
 
     def prepare_data(self) -> None:
+        self.dataset_root()
+
+    def dataset_root(self) -> Path:
+        # Generated on first use, then found by its record (``generate_once``); also covers setup() without
+        # prepare_data (notebooks).
         from pose_forecasting.data.synthetic import ensure_synthetic
 
-        ensure_synthetic(Path(self.root), frames=self.lines)
-
-    def load(self, split: str) -> dict[Key, np.ndarray]:
-        self.prepare_data()  # no-op when present; also covers setup() without prepare_data (notebooks)
-        return super().load(split)
+        return ensure_synthetic(self.cache_dir, frames=self.lines)
 
 
 class AMASS(PoseDataModule):
@@ -178,6 +195,13 @@ class AMASS(PoseDataModule):
         self.skeleton = skeleton
         self.joints = np.asarray(AMASS_JOINTS_USED)
 
+    def check(self) -> None:
+        from pose_forecasting.data.amass import AMASS_SPLITS, load_skeleton, sequence_files
+
+        load_skeleton(self.skeleton)
+        for split in AMASS_SPLITS:
+            sequence_files(self.root, split)
+
     def load(self, split: str) -> dict[Key, np.ndarray]:
         """``{(subset, subject/name, 0): joints}``; sequences shorter than one window are left out, as
         HisRepItself and siMLPe do (they yield no window)."""
@@ -189,6 +213,6 @@ class AMASS(PoseDataModule):
             if len(joints) >= self.input_frames + self.output_frames:
                 sequences[(subset, rest, 0)] = joints
         if not sequences:
-            raise h36m.DatasetFormatError(f"{self.root}: no AMASS sequence of the {split!r} split has "
-                                          f"{self.input_frames + self.output_frames} frames at 25 fps")
+            raise DatasetFormatError(f"{self.root}: no AMASS sequence of the {split!r} split has "
+                                     f"{self.input_frames + self.output_frames} frames at 25 fps")
         return sequences

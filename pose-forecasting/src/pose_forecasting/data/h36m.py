@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from pose_forecasting.data.skeleton import NUM_JOINTS, OFFSETS_MM, expmap_to_xyz
+from shared_utils.datasets import DatasetFormatError, folder_listing
 
 ACTIONS = ("walking", "eating", "smoking", "discussion", "directions", "greeting", "phoning", "posing",
            "purchases", "sitting", "sittingdown", "takingphoto", "waiting", "walkingdog", "walkingtogether")
@@ -32,10 +33,6 @@ SUBJECTS = {"train": [1, 6, 7, 8, 9], "val": [11], "test": [5]}
 COLUMNS = 3 + 3 * NUM_JOINTS  # 99
 SAMPLE_RATE = 2  # 50 Hz -> 25 fps
 PROTOCOL_SEED = 1234567890
-
-
-class DatasetFormatError(ValueError):
-    """A file or folder that does not follow the expected layout; the message names it."""
 
 
 def read_expmap(path: str | Path) -> np.ndarray:
@@ -90,25 +87,36 @@ def load_sequence(path: str | Path, offsets: np.ndarray = OFFSETS_MM) -> np.ndar
     return (xyz / 1000.0).numpy()
 
 
-def load_h36m(root: str | Path, subjects: list[int], actions: tuple[str, ...] = ACTIONS
-              ) -> dict[tuple[int, str, int], np.ndarray]:
-    """``{(subject, action, subaction): (T, 32, 3) metres}`` with forward kinematics done once per file."""
+def expmap_files(root: str | Path, subjects: list[int], actions: tuple[str, ...] = ACTIONS
+                 ) -> dict[tuple[int, str, int], Path]:
+    """``{(subject, action, subaction): path}``, after checking that every file exists: a cheap check of the
+    layout (no file is read) that the datamodule runs for every split before training starts."""
     root = Path(root)
     if not root.is_dir():
         raise DatasetFormatError(f"{root}: dataset root not found (expected S1/, S5/, ... with "
-                                 "{action}_{1,2}.txt expmap files)")
-    sequences = {}
+                                 f"{{action}}_{{1,2}}.txt expmap files; {folder_listing(root)})")
+    files = {}
     for subject in subjects:
         folder = root / f"S{subject}"
         if not folder.is_dir():
-            found = sorted(p.name for p in root.iterdir() if p.is_dir())
             raise DatasetFormatError(f"{folder}: subject folder missing (expected S{subject}/ under {root}; "
-                                     f"found {found})")
-        offsets = read_offsets(folder)
+                                     f"{folder_listing(root)})")
         for action in actions:
             for sub in (1, 2):
-                sequences[(subject, action, sub)] = load_sequence(folder / f"{action}_{sub}.txt", offsets)
-    return sequences
+                path = folder / f"{action}_{sub}.txt"
+                if not path.is_file():
+                    raise DatasetFormatError(f"{path}: file not found (expected a Human3.6M expmap .txt, 99 "
+                                             f"values per line; {folder_listing(folder)})")
+                files[(subject, action, sub)] = path
+    return files
+
+
+def load_h36m(root: str | Path, subjects: list[int], actions: tuple[str, ...] = ACTIONS
+              ) -> dict[tuple[int, str, int], np.ndarray]:
+    """``{(subject, action, subaction): (T, 32, 3) metres}`` with forward kinematics done once per file."""
+    files = expmap_files(root, subjects, actions)
+    offsets = {subject: read_offsets(Path(root) / f"S{subject}") for subject in subjects}
+    return {key: load_sequence(path, offsets[key[0]]) for key, path in files.items()}
 
 
 def find_indices_256(frames1: int, frames2: int, seq_len: int, input_n: int) -> tuple[np.ndarray, np.ndarray]:

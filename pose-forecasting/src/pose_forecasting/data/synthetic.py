@@ -25,10 +25,6 @@ although the loader zeroes them like the literature: turning in place is therefo
 from __future__ import annotations
 
 import inspect
-import json
-import os
-import shutil
-import tempfile
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -38,8 +34,9 @@ from pathlib import Path
 import numpy as np
 
 from pose_forecasting.data.skeleton import NUM_JOINTS, OFFSETS_MM
+from shared_utils.cache import generate_once
 
-VERSION = 1  # bump when the generated data changes, so that ensure_synthetic regenerates
+VERSION = 1  # bump when the generated data changes, so that ensure_synthetic regenerates it
 FPS = 50  # the release's frame rate (the loader keeps every second line: 25 fps)
 CROSSFADE_S = 0.4  # half-width of the blend between two primitives
 ANGLE_NOISE_RAD = 0.003  # white noise on every joint angle, a marker-jitter stand-in
@@ -504,40 +501,13 @@ def generate(root: str | Path, subjects: Sequence[int] = (1, 5, 6, 7, 8, 9, 11),
     return root
 
 
-def ensure_synthetic(root: str | Path, **kwargs: object) -> Path:
-    """Generates the dataset into ``root`` once and reuses it while ``VERSION`` and the arguments match.
-
-    Generation goes to a temporary sibling folder renamed into place, so that an interrupted run or two
-    processes at once never leave a half-written dataset. An existing ``root`` is replaced only when it
-    is an older output of this function (it holds a ``VERSION`` marker); any other content is an error.
-    """
-    root = Path(root)
-    args = inspect.signature(generate).bind(root, **kwargs)
-    args.apply_defaults()
-    args.arguments["subjects"] = [int(s) for s in args.arguments["subjects"]]
-    marker = json.dumps({"version": VERSION, "subjects": args.arguments["subjects"],
-                         "frames": args.arguments["frames"], "seed": args.arguments["seed"]}, sort_keys=True)
-    version = root / "VERSION"
-    if version.is_file() and version.read_text() == marker:
-        return root
-    if root.exists() and not version.is_file() and any(root.iterdir()):
-        raise FileExistsError(f"{root}: exists and is not a synthetic dataset (no VERSION file); refusing to "
-                              "overwrite it. Point data.init_args.root to an empty or new folder.")
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
-    try:
-        generate(tmp, **kwargs)
-        (tmp / "VERSION").write_text(marker)
-        if root.exists():  # an outdated dataset of ours (or an empty folder): move it aside, then delete it
-            old = Path(tempfile.mkdtemp(prefix=f".{root.name}.old.", dir=root.parent))
-            os.replace(root, old / root.name)
-            shutil.rmtree(old)
-        os.replace(tmp, root)
-    except OSError:
-        # Another process put a dataset in place first: use it if it is the one asked for.
-        if not (version.is_file() and version.read_text() == marker):
-            raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
-    return root
+def ensure_synthetic(cache_dir: str | Path, **kwargs: object) -> Path:
+    """Generates the dataset once into ``cache_dir/<hash of the arguments>/`` and returns that root
+    (``shared_utils.cache.generate_once``: a marker written last, so an interrupted run or two processes at
+    once never leave a half dataset that looks complete). ``kwargs`` are :func:`generate`'s arguments."""
+    bound = inspect.signature(generate).bind(None, **kwargs)
+    bound.apply_defaults()
+    settings = {k: v for k, v in bound.arguments.items() if k != "root"}
+    settings["subjects"] = [int(s) for s in settings["subjects"]]  # a tuple or a YAML list: one record
+    record = {"version": VERSION, **settings}
+    return generate_once(cache_dir, record, lambda root: generate(root, **settings))

@@ -9,17 +9,18 @@ The model is injected (``model: class_path ...`` in the YAML); the module owns w
   32-joint ground truth) or a plain mean over the predicted joints (AMASS), per action, and the
   robustness sweep: the same windows with 20/40/60 % of the observed frames missing at random and with
   the last 2/4/8 observed frames missing (masks seeded by batch index: every method sees the same ones);
-- 2D models (``model.input_kind == "2d"``, the DSTformer) lift ``keypoints_2d`` to 3D: their estimate
-  is scored with MPJPE / P-MPJPE on root-relative camera-frame joints, their forecast is rotated back to
-  the world frame and scored like every other forecast;
-- models with ``forward_with_uncertainty`` are also scored on the 95 % coverage of their predicted
-  per-joint Gaussian;
+- 2D models (:class:`~pose_forecasting.models.interfaces.Lifter2D`, the DSTformer) lift ``keypoints_2d``
+  to 3D: their estimate is scored with MPJPE / P-MPJPE on root-relative camera-frame joints, their
+  forecast is rotated back to the world frame and scored like every other forecast;
+- models with uncertainty (:class:`~pose_forecasting.models.interfaces.UncertainForecaster`) are also
+  scored on the 95 % coverage of their predicted per-joint Gaussian;
 - ``weights``: an official checkpoint for the wrapped model (siMLPe's released ``.pth``, current or old
   key names), loaded before fitting or testing.
 
-Mask-unaware models get the history with missing frames filled by linear interpolation
-(:func:`data.masking.fill_missing`); mask-aware ones (``model.uses_mask``) get the raw history with
-missing frames zeroed, so they cannot read what was not observed.
+What the module asks of a model comes from its type (``models/interfaces.py``). Mask-unaware forecasters
+get the history with missing frames filled by linear interpolation (:func:`data.masking.fill_missing`);
+mask-aware ones (``UncertainForecaster``) get the raw history with missing frames zeroed, so they cannot
+read what was not observed.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from torch import Tensor, nn
 from pose_forecasting.data.masking import fill_missing, random_mask, tail_mask, training_mask
 from pose_forecasting.metrics import FrameError, horizon_frame, horizon_metrics, mpjpe, mpjpe_h36m, p_mpjpe
 from pose_forecasting.models.dstformer import mask_inputs
+from pose_forecasting.models.interfaces import Lifter2D, PoseModel, UncertainForecaster
 from pose_forecasting.visualize import error_curve, skeleton_strip
 from shared_utils.logging import log_image
 
@@ -49,8 +51,11 @@ class ForecastModule(LightningModule):
 
     monitor = "val/mpjpe_avg"
     monitor_mode = "min"
+    # Test-time settings: `test --config x.yaml --ckpt_path y.ckpt` takes them from the config, not from the
+    # checkpoint (the shared CLI). The robustness sweep changes what is measured, not what was learned.
+    test_time_hparams: tuple[str, ...] = ("robustness",)
 
-    def __init__(self, model: nn.Module, lr: float = 3e-4, weight_decay: float = 1e-4,
+    def __init__(self, model: PoseModel, lr: float = 3e-4, weight_decay: float = 1e-4,
                  milestones: list[int] | None = None, gamma: float = 0.1, train_missing: float = 0.0,
                  train_missing_tail: int = 0, robustness: bool = True, weights: str | None = None,
                  optimizer: str = "adam") -> None:
@@ -60,10 +65,7 @@ class ForecastModule(LightningModule):
         self.save_hyperparameters()  # under LightningCLI the model is recorded as its class_path + init_args
         self.model = model
         if weights is not None:  # `--model.init_args.weights <official .pth>` (siMLPe's released checkpoints)
-            if not hasattr(model, "load_weights"):
-                raise ValueError(f"model.init_args.weights={weights}: {type(model).__name__} has no official "
-                                 "checkpoint format; use --ckpt_path for this project's checkpoints")
-            model.load_weights(weights)
+            model.load_weights(weights)  # models without an official format refuse, naming --ckpt_path
         self.frame_error = nn.ModuleDict({stage: FrameError(model.output_frames) for stage in ("val", "test")})
         self.robust_error = nn.ModuleDict({name: FrameError(model.output_frames) for name in ROBUSTNESS})
         self.action_error: dict[str, FrameError] = {}
@@ -71,15 +73,11 @@ class ForecastModule(LightningModule):
         self._coverage: list[Tensor] = []
         self._predictions: list[dict] = []
 
-    @property
-    def is_2d(self) -> bool:
-        return getattr(self.model, "input_kind", "3d") == "2d"
-
     # -- forward with masks -------------------------------------------------------------------------
 
     def forecast(self, batch: dict, mask: Tensor | None = None) -> tuple[Tensor, Tensor | None, Tensor | None]:
         """``(forecast in world frame, estimate in camera frame or None, sigma or None)``."""
-        if self.is_2d:
+        if isinstance(self.model, Lifter2D):
             kp, conf = batch["keypoints_2d"], batch["confidence"]
             if mask is not None:
                 kp, conf = kp * mask[..., None, None], conf * mask[..., None]
@@ -87,13 +85,11 @@ class ForecastModule(LightningModule):
             # x_cam = R x_world (column vectors) -> x_world (rows) = x_cam (rows) @ R
             return forecast_cam @ batch["camera_R"][:, None], estimate, None
         history = batch["history"]
-        if getattr(self.model, "uses_mask", False):
+        if isinstance(self.model, UncertainForecaster):
             if mask is not None:
                 history = history * mask[:, :, None, None]
-            if hasattr(self.model, "forward_with_uncertainty"):
-                mean, sigma = self.model.forward_with_uncertainty(history, mask)
-                return mean, None, sigma
-            return self.model(history, mask), None, None
+            mean, sigma = self.model.forward_with_uncertainty(history, mask)
+            return mean, None, sigma
         return self.model(fill_missing(history, mask), mask), None, None
 
     # -- training -----------------------------------------------------------------------------------
@@ -106,14 +102,14 @@ class ForecastModule(LightningModule):
         if self.hparams.train_missing > 0 or self.hparams.train_missing_tail > 0:
             mask = training_mask(history.shape[0], history.shape[1], self.hparams.train_missing,
                                  self.hparams.train_missing_tail, device=history.device)
-        if self.is_2d:
+        if isinstance(self.model, Lifter2D):
             kp, conf = mask_inputs(batch["keypoints_2d"], batch["confidence"])  # MotionBERT's masking
             if mask is not None:
                 kp, conf = kp * mask[..., None, None], conf * mask[..., None]
             # Targets in the camera frame: x_cam (rows) = x_world (rows) @ R^T
             R_t = batch["camera_R"].transpose(1, 2)[:, None]
             loss = self.model.loss(kp, conf, mask, history @ R_t, batch["future"] @ R_t)
-        elif getattr(self.model, "uses_mask", False):
+        elif isinstance(self.model, UncertainForecaster):
             masked = history if mask is None else history * mask[:, :, None, None]
             loss = self.model.loss(masked, batch["future"], mask)
         else:

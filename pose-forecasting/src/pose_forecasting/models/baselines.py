@@ -10,9 +10,10 @@ past does not turn into a fake stop.
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from pose_forecasting.data.masking import last_observed
+from pose_forecasting.models.interfaces import Forecaster
 
 # With a mask, the last observed frames may lie anywhere in the observed window: both baselines read the
 # whole window they are given (T_in = 50 frames in this project), not only its last one or two frames.
@@ -24,7 +25,7 @@ def _frame(history: Tensor, index: Tensor) -> Tensor:
     return history[torch.arange(history.shape[0], device=history.device), index]
 
 
-class ZeroVelocity(nn.Module):
+class ZeroVelocity(Forecaster):
     """Repeats the last (observed) frame ``output_frames`` times."""
 
     input_frames = WINDOW_FRAMES
@@ -38,7 +39,7 @@ class ZeroVelocity(nn.Module):
         return last[:, None].expand(-1, self.output_frames, *last.shape[1:]).clone()
 
 
-class ConstantVelocity(nn.Module):
+class ConstantVelocity(Forecaster):
     """``x_last + (t - t_last) * v`` with ``v = (x_last - x_prev) / (t_last - t_prev)`` the velocity between
     the last two (observed) frames, for the future frames ``t = T_in, ..., T_in + output_frames - 1``."""
 

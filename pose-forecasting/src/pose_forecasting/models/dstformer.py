@@ -31,6 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from pose_forecasting.models.interfaces import Lifter2D
+
 
 class Attention(nn.Module):
     """Multi-head self-attention over the second axis of ``(N, L, C)`` (qkv with bias, as DSTformer)."""
@@ -91,12 +93,10 @@ def mpjpe(predicted: Tensor, target: Tensor) -> Tensor:
     return (predicted - target).norm(dim=-1).mean()
 
 
-class DSTformerLite(nn.Module):
+class DSTformerLite(Lifter2D):
     """Lifts ``(B, T, J, 2)`` keypoints (+ confidence) to 3D over the last ``input_frames`` and forecasts
     ``output_frames`` more. Defaults: the project's window (50 observed frames, 25 forecast, 25 fps)
     and the lite size (dim 64, depth 4, 4 heads, MLP ratio 2)."""
-
-    input_kind = "2d"  # the Lightning module feeds it keypoints_2d/confidence instead of 3D history
 
     def __init__(self, num_joints: int = 22, input_frames: int = 50, output_frames: int = 25, dim: int = 64,
                  depth: int = 4, num_heads: int = 4, mlp_ratio: float = 2.0) -> None:

@@ -40,6 +40,7 @@ import torch
 from torch import Tensor, nn
 
 from pose_forecasting.data.masking import fill_missing, staleness
+from pose_forecasting.models.interfaces import UncertainForecaster
 from pose_forecasting.models.simlpe import SiMLPe, position_velocity_loss
 
 # sigma in [1 mm, 1 m]: keeps the NLL finite where an error is ~0 and bounded where it is huge.
@@ -47,13 +48,12 @@ LOG_SIGMA_MIN, LOG_SIGMA_MAX = math.log(1e-3), math.log(1.0)
 SIGMA_INIT = 0.1
 
 
-class ObservationAwareMLP(SiMLPe):
+class ObservationAwareMLP(SiMLPe, UncertainForecaster):
     """siMLPe with the observation mask and staleness as inputs and per-joint uncertainty; see the module
     docstring. ``forward(history (B, T_in, J, 3), mask (B, T_in) or None) -> (B, output_frames, J, 3)``
     metres; a ``None`` mask means every frame was observed. ``forward_with_uncertainty`` adds sigma
-    ``(B, output_frames, J)`` in metres."""
-
-    uses_mask = True  # the Lightning module gives it the raw history (missing frames zeroed) and the mask
+    ``(B, output_frames, J)`` in metres. An :class:`UncertainForecaster`: the Lightning module gives it the
+    raw history (missing frames zeroed) and the mask."""
 
     def __init__(self, input_frames: int = 50, output_frames: int = 25, train_frames: int = 10,
                  num_joints: int = 22, num_blocks: int = 48, fps: float = 25.0) -> None:
@@ -75,8 +75,8 @@ class ObservationAwareMLP(SiMLPe):
         filled = fill_missing(motion, mask)
         features = torch.cat([filled, (~mask)[..., None].to(motion.dtype),
                               staleness(mask, self.fps)[..., None].to(motion.dtype)], dim=-1)
-        x = self.motion_fc_in(self.dct @ features).transpose(1, 2)  # (B, 3J, N): the blocks mix over time
-        x = (self.idct @ self.motion_mlp(x).transpose(1, 2))[:, :self.train_frames]
+        x = self.motion_fc_in(self.dct @ features).transpose(0, 1).contiguous()  # (N, B, 3J): siMLPe's blocks
+        x = (self.idct @ self.motion_mlp(x).transpose(0, 1))[:, :self.train_frames]
         # filled[:, -1] is the last observed frame (fill_missing holds it over a missing near past).
         mean = filled[:, -1:] + self.motion_fc_out(x)
         return mean, self.log_sigma_fc_out(x.detach()).clamp(LOG_SIGMA_MIN, LOG_SIGMA_MAX)

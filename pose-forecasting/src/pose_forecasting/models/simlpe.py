@@ -27,6 +27,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from pose_forecasting.models.interfaces import Forecaster
+
 # The released checkpoints predate the rename of the MLP stack in the official code
 # (``motion_transformer.transformer.{i}`` -> ``motion_mlp.mlps.{i}``); their other names are unchanged.
 _OLD_PREFIX, _NEW_PREFIX = "motion_transformer.transformer.", "motion_mlp.mlps."
@@ -46,10 +48,11 @@ def dct_matrices(N: int) -> tuple[Tensor, Tensor]:
 
 
 class SpatialLayerNorm(nn.Module):
-    """siMLPe's ``LN``: normalises ``(B, C, T)`` features over the ``C`` spatial channels at every frame
-    (biased variance, eps 1e-5), with per-channel ``alpha``/``beta`` of shape ``(1, C, 1)`` (official names,
-    shapes and arithmetic: ``F.layer_norm`` on a transposed copy rounds differently, 1.3e-5 m off the
-    official outputs after 144 blocks, and is no faster here)."""
+    """siMLPe's ``LN``: normalises the ``C`` spatial channels of every frame (biased variance, eps 1e-5), with
+    per-channel ``alpha``/``beta`` of the official names and shape ``(1, C, 1)``. Features are time-major
+    ``(T, B, C)`` here (see :class:`MotionMLP`), so ``C`` is the contiguous last axis. The official
+    arithmetic, not ``F.layer_norm``: that one rounds differently, 1.3e-5 m off the official outputs after
+    144 blocks (this one: 5.4e-6 m)."""
 
     def __init__(self, dim: int, eps: float = 1e-5) -> None:
         super().__init__()
@@ -58,26 +61,27 @@ class SpatialLayerNorm(nn.Module):
         self.beta = nn.Parameter(torch.zeros(1, dim, 1))
 
     def forward(self, x: Tensor) -> Tensor:
-        mean = x.mean(dim=1, keepdim=True)
-        var = ((x - mean) ** 2).mean(dim=1, keepdim=True)
-        return (x - mean) / (var + self.eps).sqrt() * self.alpha + self.beta
+        mean = x.mean(dim=-1, keepdim=True)
+        var = ((x - mean) ** 2).mean(dim=-1, keepdim=True)
+        return (x - mean) / (var + self.eps).sqrt() * self.alpha.view(-1) + self.beta.view(-1)
 
 
 class TemporalFC(nn.Module):
-    """A fully-connected layer over the time axis of ``(B, C, T)`` features (official ``Temporal_FC``;
-    the inner ``fc`` keeps the official parameter names). In this layout it is one GEMM over ``B * C``
-    rows; on ``(B, T, C)`` features the same layer would be a batch of small matmuls, 3x slower on CPU."""
+    """A fully-connected layer over the time axis of time-major ``(T, B, C)`` features (official
+    ``Temporal_FC``; the inner ``fc`` keeps the official parameter names): one GEMM
+    ``W (T, T) @ x (T, B * C)`` plus the bias."""
 
     def __init__(self, frames: int) -> None:
         super().__init__()
         self.fc = nn.Linear(frames, frames)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.fc(x)
+        T, B, C = x.shape
+        return torch.addmm(self.fc.bias[:, None], self.fc.weight, x.reshape(T, B * C)).view(T, B, C)
 
 
 class MLPBlock(nn.Module):
-    """One siMLPe block, ``x + LN(FC_t(x))`` on ``(B, C, T)`` features (paper Eq. 3, official ``MLPblock``).
+    """One siMLPe block, ``x + LN(FC_t(x))`` on ``(T, B, C)`` features (paper Eq. 3, official ``MLPblock``).
 
     ``FC_t`` starts near zero (xavier gain 1e-8, zero bias, as the official ``reset_parameters``), so every
     block starts as the identity.
@@ -95,7 +99,13 @@ class MLPBlock(nn.Module):
 
 
 class MotionMLP(nn.Module):
-    """The stack of blocks (official ``TransMLP``; attribute ``mlps`` as in the official names)."""
+    """The stack of blocks (official ``TransMLP``; attribute ``mlps`` as in the official names).
+
+    It works on time-major ``(T, B, C)`` features, where the official code has ``(B, C, T)``: the same
+    arithmetic, but both operations of a block run on contiguous memory (the temporal FC as one GEMM, the
+    layer norm over the last axis), which makes a training step 1.4x and a forward pass 1.6x faster on CPU
+    (the layer norm's strided reductions and broadcasts over ``(B, C, T)`` took most of the time).
+    """
 
     def __init__(self, dim: int, frames: int, num_blocks: int) -> None:
         super().__init__()
@@ -105,7 +115,7 @@ class MotionMLP(nn.Module):
         return self.mlps(x)
 
 
-class SiMLPe(nn.Module):
+class SiMLPe(Forecaster):
     """siMLPe forecaster (Guo et al., WACV 2023) with the official Human3.6M defaults.
 
     ``forward(history (B, T_in, J, 3), mask=None) -> (B, output_frames, J, 3)``, metres. The model takes no
@@ -158,8 +168,8 @@ class SiMLPe(nn.Module):
 
     def network(self, motion_dct: Tensor) -> Tensor:
         """The official ``siMLPe.forward``: ``(B, N, 3J)`` DCT coefficients -> ``(B, N, 3J)``."""
-        x = self.motion_fc_in(motion_dct).transpose(1, 2)  # (B, 3J, N): the blocks mix over time
-        return self.motion_fc_out(self.motion_mlp(x).transpose(1, 2))
+        x = self.motion_fc_in(motion_dct).transpose(0, 1).contiguous()  # (N, B, 3J): time-major blocks
+        return self.motion_fc_out(self.motion_mlp(x).transpose(0, 1))
 
     def step(self, motion: Tensor) -> Tensor:
         """One prediction of ``train_frames`` frames from ``(B, input_frames, 3J)`` (paper Eq. 1-4)."""

@@ -28,6 +28,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from pose_forecasting.models.interfaces import Forecaster
+
 MM_PER_M = 1000.0
 
 
@@ -90,7 +92,7 @@ class CNN_layer(nn.Module):  # noqa: N801 (the official class name)
         return self.block(x)
 
 
-class STSGCN(nn.Module):
+class STSGCN(Forecaster):
     """STS-GCN forecaster (mask-unaware: give it an already-filled history, e.g. ``masking.fill_missing``).
 
     ``forward(history)``: ``(B, T_in, V, 3)`` metres with ``T_in >= input_frames`` (the last
