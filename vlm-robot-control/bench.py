@@ -33,7 +33,7 @@ METHODS = ["random", "oracle", "state_bc", "grounded_bc", "pixel_film", "pixel_f
            "ppo"]
 # Bench rows that are a config plus arguments: the ImageNet Lite0 backbone (frozen, FiLM on its stage
 # outputs) instead of the small CNN; 4 epochs, as one Lite0 epoch costs ~4x a small-CNN one on CPU.
-LITE0 = ["--model.init_args.backbone", "lite0", "--model.init_args.freeze_backbone", "true",
+LITE0 = ["--model.init_args.net.init_args.backbone", "lite0", "--model.init_args.net.init_args.freeze_backbone", "true",
          "--trainer.max_epochs", "4"]
 VARIANTS = {"pixel_film_lite0": ("pixel_film", LITE0)}
 SPLITS = ["seen", "unseen_combo", "unseen_phrasing", "distractors", "perturbed"]
@@ -108,16 +108,14 @@ def policy_hz(ckpt: str | None, repeats: int = 200) -> float | None:
     """Actions per second at batch 1 (one forward pass per action; chunked policies need fewer)."""
     if not ckpt:
         return None
-    from vlm_robot_control.data.datamodule import TabletopDataModule
+    from shared_utils.checkpoints import load_model
     from vlm_robot_control.env.tabletop import TabletopEnv
     from vlm_robot_control.methods.base import PolicyModule
 
-    module = _import(_class_path(ckpt)).load_from_checkpoint(ckpt, map_location="cpu").eval()
+    module = load_model(ckpt)   # the class and its net from the checkpoint; eval mode
     learned = any(p.requires_grad for p in module.parameters())
     if not learned or type(module).predict_chunk is PolicyModule.predict_chunk:
         return None
-    data = TabletopDataModule(cache_dir=CACHE[1])
-    module.embed = lambda sentences: data.embed(sentences)
     env = TabletopEnv("pick_place", observation_image=module.observation_image)
     obs, _ = env.reset(seed=0)
     module.begin([env])
@@ -129,18 +127,6 @@ def policy_hz(ckpt: str | None, repeats: int = 200) -> float | None:
         for _ in range(repeats):
             module.predict_chunk(batch)
     return repeats / (time.perf_counter() - start)
-
-
-def _class_path(ckpt: str) -> str:
-    config = Path(ckpt).parents[1] / "config.yaml"
-    import yaml
-
-    return yaml.safe_load(config.read_text())["model"]["class_path"]
-
-
-def _import(path: str):
-    module, name = path.rsplit(".", 1)
-    return getattr(__import__(module, fromlist=[name]), name)
 
 
 def pct(m: dict, key: str) -> str:

@@ -11,8 +11,10 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from shared_utils.checkpoints import load_model
 from vlm_robot_control import cli
 from vlm_robot_control.env.tasks import SLOT_INDEX
+from vlm_robot_control.evaluation import EVAL_SEED_OFFSET, rollout
 from vlm_robot_control.methods.grounded_bc import candidates
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -38,7 +40,13 @@ def fit_and_test(config: str, cache_dir: Path, tmp_path: Path, monkeypatch, *ext
     return runs[0]
 
 
-@pytest.mark.parametrize("config", ["default", "state_bc", "grounded_bc", "random", "oracle"])
+def test_default_config_is_the_state_bc_config():
+    """A link, not a copy: the default cannot drift from the method config it stands for."""
+    default = CONFIGS / "default.yaml"
+    assert default.is_symlink() and default.resolve() == (CONFIGS / "state_bc.yaml").resolve()
+
+
+@pytest.mark.parametrize("config", ["state_bc", "grounded_bc", "random", "oracle"])
 def test_cli_fit_then_test(config, cache_dir, tmp_path, monkeypatch):
     run = fit_and_test(config, cache_dir, tmp_path, monkeypatch)
     record = json.loads((run / "metrics.json").read_text())
@@ -56,6 +64,11 @@ def test_cli_fit_then_test(config, cache_dir, tmp_path, monkeypatch):
     events = EventAccumulator(str(run)).Reload()
     assert "rollouts/seen/strips" in events.Tags()["images"]
     assert "val/success_rate" in events.Tags()["scalars"]
+    # The tested checkpoint reloads (class and net from the checkpoint) and acts alone, without a trainer or
+    # datamodule (it owns its sentence encoder): the same episodes as the test's.
+    policy = load_model(record["ckpt"])
+    results, _ = rollout(policy, "pick_place", "seen", [EVAL_SEED_OFFSET, EVAL_SEED_OFFSET + 1])
+    assert sum(r.success for r in results) / 2 == metrics["test/success_rate_seen"]
 
 
 def test_grounding_candidates_cover_the_scene():
@@ -85,3 +98,21 @@ def test_state_bc_pointers_are_hard_and_differentiable():
         assert any(torch.equal(row, candidate) for candidate in slot_rows)
     attended.sum().backward()
     assert lang.grad is not None and lang.grad.abs().sum() > 0
+
+
+def test_test_with_a_checkpoint_takes_test_time_settings_from_the_config(cache_dir, tmp_path, monkeypatch, capsys):
+    """`test --config --ckpt_path`: data settings and the module's test_time_hparams come from the command line,
+    the network stays the checkpoint's (a different net size is reported as ignored)."""
+    run = fit_and_test("state_bc", cache_dir, tmp_path, monkeypatch)
+    ckpt = json.loads((run / "metrics.json").read_text())["ckpt"]
+    monkeypatch.setattr(sys, "argv", [
+        "vlm-robot-control", "test", f"--config={CONFIGS / 'state_bc.yaml'}", f"--ckpt_path={ckpt}",
+        "--data.init_args.eval_episodes=1", "--data.init_args.eval_splits=[seen]",
+        "--data.init_args.eval_tasks=[pick_place]", f"--data.init_args.cache_dir={cache_dir}",
+        "--model.init_args.log_videos=0", "--model.init_args.net.init_args.hidden=64"])
+    cli.main()
+    notes = capsys.readouterr().err
+    assert "test-time settings from the config: log_videos=0" in notes and "ignored from the config: net" in notes
+    test_run = tmp_path / "runs" / "vlm-robot-control" / "state_bc" / "version_1"
+    assert json.loads((test_run / "metrics.json").read_text())["metrics"]["test/episodes"] == 1.0
+    assert not EventAccumulator(str(test_run)).Reload().Tags()["images"], "log_videos=0: no rollout images"

@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from shared_utils.datasets import DatasetFormatError
 from vlm_robot_control.data import lerobot
 from vlm_robot_control.data.lerobot import LeRobotDataset, LeRobotWriter
 
@@ -152,7 +153,7 @@ def test_reads_embedded_image_bytes(tmp_path):
     for png in (tmp_path / "images").rglob("*.png"):
         png.unlink()
     np.testing.assert_array_equal(LeRobotDataset(tmp_path).episode(2, (CAM,))[CAM], episodes[2]["images"][CAM])
-    with pytest.raises(FileNotFoundError, match="frame_000000.png.*episode_000001.parquet"):
+    with pytest.raises(DatasetFormatError, match="frame_000000.png.*episode_000001.parquet"):
         LeRobotDataset(tmp_path).episode(1, (CAM,))
 
 
@@ -197,21 +198,26 @@ def test_refuses_to_overwrite(tmp_path):
 
 
 def test_missing_info_json(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"meta/info\.json: not found"):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "README.md").write_text("")
+    with pytest.raises(DatasetFormatError, match=rf"{tmp_path}/meta/info\.json: not found.*"
+                                                 rf"found in {tmp_path}: README\.md, data/"):
         LeRobotDataset(tmp_path)
+    with pytest.raises(DatasetFormatError, match=rf"found nothing: {tmp_path / 'nowhere'} does not exist"):
+        LeRobotDataset(tmp_path / "nowhere")
 
 
 def test_v3_codebase_version_is_refused(tmp_path):
     _write(tmp_path)
     info = _edit_info(tmp_path, lambda info: info.update(codebase_version="v3.0"))
-    with pytest.raises(ValueError, match=rf"{info}: codebase_version 'v3.0' is not supported.*v30_to_v21"):
+    with pytest.raises(DatasetFormatError, match=rf"{info}: codebase_version 'v3.0' is not supported.*v30_to_v21"):
         LeRobotDataset(tmp_path)
 
 
 def test_missing_feature_in_info(tmp_path):
     _write(tmp_path)
     info = _edit_info(tmp_path, lambda info: info["features"].pop("action"))
-    with pytest.raises(ValueError, match=rf"{info}: field 'features' lacks \['action'\]"):
+    with pytest.raises(DatasetFormatError, match=rf"{info}: field 'features' lacks \['action'\]"):
         LeRobotDataset(tmp_path)
 
 
@@ -221,9 +227,9 @@ def test_missing_feature_column(tmp_path):
     pq.write_table(pq.read_table(path).drop_columns(["action"]), path)
     ds = LeRobotDataset(tmp_path)
     ds.episode(0)
-    with pytest.raises(ValueError, match=rf"{path}: missing column\(s\) \['action'\]"):
+    with pytest.raises(DatasetFormatError, match=rf"{path}: missing column\(s\) \['action'\]"):
         ds.episode(1)
-    with pytest.raises(ValueError, match=rf"{path}: missing column\(s\) \['action'\]"):
+    with pytest.raises(DatasetFormatError, match=rf"{path}: missing column\(s\) \['action'\]"):
         ds.frames()
 
 

@@ -12,9 +12,11 @@ import pytest
 import torch
 
 from vlm_robot_control import cli
+from vlm_robot_control.data.datamodule import hindsight_grasp
 from vlm_robot_control.env.tabletop import TabletopEnv
 from vlm_robot_control.methods import cliport
 from vlm_robot_control.methods.cliport import CLIPort, PickPlacePrimitive
+from vlm_robot_control.models.cliport import CLIPortNet
 from vlm_robot_control.models.film_policy import FiLMPolicy
 from vlm_robot_control.models.vision import FiLMGenerator, Lite0Encoder, SmallCNN, film, random_shift
 
@@ -58,6 +60,31 @@ def test_frozen_lite0_keeps_batchnorm_statistics_and_weights_but_passes_gradient
     assert not bn.training and torch.equal(bn.running_mean, before)
     assert not any(p.requires_grad for p in encoder.parameters())
     assert gamma.grad is not None and gamma.grad.abs().sum() > 0
+
+
+def test_fine_tuned_lite0_trains_its_weights_with_batchnorm_in_eval_mode():
+    encoder = Lite0Encoder(8).train()
+    assert encoder.training and not encoder.backbone.training and not encoder.backbone._bn0.training
+    assert all(p.requires_grad for p in encoder.parameters())
+    assert any(key.startswith("backbone.") for key in encoder.state_dict()), "fine-tuned weights are checkpointed"
+
+
+@pytest.mark.parametrize("make, prefix", [(lambda: Lite0Encoder(8, freeze=True), "backbone."),
+                                          (lambda: CLIPortNet(), "lite0.")])
+def test_frozen_lite0_is_left_out_of_the_state_dict_and_reloads_to_identical_outputs(make, prefix):
+    torch.manual_seed(0)
+    net = make().eval()
+    state = net.state_dict()
+    assert not any(key.startswith(prefix) for key in state)   # (the frozen encoder alone: nothing left)
+    torch.manual_seed(1)   # other random init of what is learned: the load must restore it
+    other = make().eval()
+    other.load_state_dict(state)
+    x = images(2, size=64)
+    if isinstance(net, Lite0Encoder):
+        torch.testing.assert_close(other(x), net(x), rtol=0, atol=0)
+    else:
+        lang = torch.randn(2, 384)
+        torch.testing.assert_close(other.pick_logits(x, lang), net.pick_logits(x, lang), rtol=0, atol=0)
 
 
 def test_random_shift_is_a_clamped_translation_per_image():
@@ -126,7 +153,7 @@ def test_projection_lands_on_the_rendered_red_block():
     env.close()
 
 
-def test_episode_labels_read_the_first_grasp_and_the_release_after_it():
+def test_episode_rows_take_one_row_per_episode_with_its_first_image_and_grasp_labels():
     # episode 3: open, open, close (pick at hand [0.1, 0.2]), close, open (place at [-0.1, 0.05]), close, open
     # episode 7: close at its first frame, open at its last
     episode = np.array([3] * 7 + [7] * 3)
@@ -134,13 +161,24 @@ def test_episode_labels_read_the_first_grasp_and_the_release_after_it():
     action = np.zeros((10, 4), np.float32)
     action[:, 3] = close
     state = np.zeros((10, 4), np.float32)
-    state[:, :2] = np.arange(20).reshape(10, 2) / 100
-    episodes, first, pick, place = cliport.episode_labels(episode, state, action)
-    assert episodes.tolist() == [3, 7] and first.tolist() == [0, 7]
-    assert np.allclose(pick, state[[2, 7], :2]) and np.allclose(place, state[[4, 9], :2])
+    state[:, :2] = np.arange(40, 60).reshape(10, 2) / 1000
+    grasp, release = hindsight_grasp(state, action, episode)
+    assert np.allclose(grasp, state[[2] * 7 + [7] * 3, :2]) and np.allclose(release, state[[4] * 7 + [9] * 3, :2])
+    first_image = torch.arange(10, dtype=torch.uint8)[:, None, None, None].expand(10, 3, 8, 8)
+    batch = {"episode_index": torch.as_tensor(episode), "grasp_xy": torch.as_tensor(grasp),
+             "release_xy": torch.as_tensor(release), "lang": torch.arange(10.0)[:, None],
+             "first_image": torch.where(torch.as_tensor(episode == 3)[:, None, None, None], 0, 7) + 0 * first_image}
+    rows = cliport.episode_rows({key: value[[8, 1, 5, 9]] for key, value in batch.items()})   # episodes 7, 3
+    assert rows["lang"].flatten().tolist() == [1.0, 8.0], "one row per episode, in episode order"
+    assert rows["image"][:, 0, 0, 0].tolist() == [0, 7]
+    expected = cliport.to_pixel(state[[2, 7], :2], cliport.PICK_Z, 8)
+    assert rows["pick"].tolist() == expected.tolist()
+    assert rows["place"].tolist() == cliport.to_pixel(state[[4, 9], :2], cliport.PLACE_Z, 8).tolist()
     action[7:, 3] = -1   # episode 7 never closes
+    batch["grasp_xy"], batch["release_xy"] = map(torch.as_tensor, hindsight_grasp(state, action, episode))
+    assert torch.isnan(batch["grasp_xy"][7:]).all() and not torch.isnan(batch["grasp_xy"][:7]).any()
     with pytest.raises(ValueError, match="episode 7"):
-        cliport.episode_labels(episode, state, action)
+        cliport.episode_rows(batch)
 
 
 def test_heatmap_cross_entropy_indexes_pixels_as_u_v():
@@ -152,7 +190,7 @@ def test_heatmap_cross_entropy_indexes_pixels_as_u_v():
 
 def test_cliport_heatmap_loss_decreases_on_a_tiny_batch():
     torch.manual_seed(0)
-    module = CLIPort(shift=0).train()
+    module = CLIPort(CLIPortNet(), shift=0).train()
     x, lang = images(2, size=64), torch.nn.functional.normalize(torch.randn(2, 384), dim=1)
     pick, place = torch.tensor([[10, 20], [50, 40]]), torch.tensor([[40, 10], [15, 55]])
     optimiser = torch.optim.Adam([p for p in module.parameters() if p.requires_grad], lr=3e-3)

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import torch
 
+from shared_utils.datasets import DatasetFormatError
+
 # Imported before any EGL rendering: it loads triton, which crashes the process when loaded after Mesa's EGL.
 from vlm_robot_control.data import datamodule as datamodule_module
 from vlm_robot_control.data.datamodule import VAL_SEED_OFFSET, TabletopDataModule
@@ -142,17 +144,22 @@ def test_record_demos_refuses_to_overwrite(recorded):
 
 def test_batches_have_the_documented_keys_shapes_and_dtypes(fitted):
     batch = next(iter(fitted.train_dataloader()))
-    assert set(batch) == {"state", "environment_state", "lang", "action", "episode_index", "pick_slot", "place_slot"}
+    assert set(batch) == {"state", "environment_state", "lang", "action", "episode_index", "pick_slot", "place_slot",
+                          "grasp_xy", "release_xy"}
     B = 16
     for key in ("episode_index", "pick_slot", "place_slot"):
         assert batch[key].shape == (B,) and batch[key].dtype == torch.int64, key
+    for key in ("grasp_xy", "release_xy"):   # pick_place and stack demos: every episode grasps and releases
+        assert batch[key].shape == (B, 2) and batch[key].dtype == torch.float32 and torch.isfinite(batch[key]).all()
     assert batch["state"].shape == (B, 4) and batch["state"].dtype == torch.float32
     assert batch["environment_state"].shape == (B, 120) and batch["environment_state"].dtype == torch.float32
     assert batch["lang"].shape == (B, EMBED_DIM) and batch["lang"].dtype == torch.float32
     assert batch["action"].shape == (B, 3, 4) and batch["action"].dtype == torch.float32
     torch.testing.assert_close(batch["lang"].norm(dim=1), torch.ones(B))
-    val = next(iter(fitted.val_dataloader()))
+    frames, jobs = fitted.val_dataloader()   # val/loss on the demo frames, then the success rollouts
+    val = next(iter(frames))
     assert set(val) == set(batch) and val["action"].shape[1:] == (3, 4)
+    assert list(jobs) == fitted.val_jobs()
 
 
 def test_samples_match_the_raw_frames(fitted, encoder):
@@ -258,10 +265,37 @@ def test_image_batches(cache_dir):
     start = int(dataset.episode(e)["index"][0])
     t = int(dm.train_set.rows[0]) - start
     np.testing.assert_array_equal(sample["image"].permute(1, 2, 0).numpy(), raw[t])
+    np.testing.assert_array_equal(sample["first_image"].permute(1, 2, 0).numpy(), raw[0])
+    assert torch.isnan(sample["grasp_xy"]).all(), "push demos never close the gripper: no grasp label"
     assert next(iter(dm.train_dataloader()))["image"].shape == (8, 3, 32, 32)
 
 
 # -- datamodule: arguments and test jobs -----------------------------------------------------------
+
+def test_root_trains_on_a_given_dataset(recorded, tmp_path):
+    root, _, images = recorded
+    dm = TabletopDataModule(tasks=["pick_place"], root=str(root), images=images, cache_dir=str(tmp_path))
+    assert dm.dataset_path() == root and dm.hparams.root == str(root)
+    dm.setup("fit")
+    assert len(dm.train_set) + len(dm.val_set) == len(LeRobotDataset(root))
+
+
+def test_dataset_root_is_a_deprecated_alias_of_root(recorded, tmp_path):
+    root = str(recorded[0])
+    with pytest.warns(FutureWarning, match="dataset_root is deprecated.*use data.init_args.root"):
+        dm = TabletopDataModule(dataset_root=root, cache_dir=str(tmp_path))
+    assert dm.dataset_path() == Path(root) and dm.hparams.root == root and "dataset_root" not in dm.hparams
+    with pytest.raises(ValueError, match="disagree"):
+        TabletopDataModule(root=str(tmp_path), dataset_root=root, cache_dir=str(tmp_path))
+
+
+def test_a_missing_root_stops_in_setup_naming_the_path(tmp_path):
+    """Before any training step: the CLI prints a DatasetFormatError as one line."""
+    dm = TabletopDataModule(root=str(tmp_path / "no_such_dataset"), cache_dir=str(tmp_path))
+    with pytest.raises(DatasetFormatError, match=rf"{tmp_path}/no_such_dataset/meta/info.json: not found.*"
+                                                 "found nothing: .*no_such_dataset does not exist"):
+        dm.setup("fit")
+
 
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"tasks": ["pick_place", "lift"]}, "data.tasks.*'lift'"),

@@ -29,7 +29,7 @@ from vlm_robot_control.methods.saycan import (
     skill_text,
 )
 from vlm_robot_control.models.affordance import AffordanceValue
-from vlm_robot_control.models.state_mlp import POSITION_SCALE
+from vlm_robot_control.models.state_mlp import POSITION_SCALE, StateMLP
 
 CONFIGS = Path(__file__).parents[1] / "configs"
 
@@ -126,8 +126,8 @@ def test_planner_takes_the_best_skill_unless_done_scores_higher():
     states = torch.rand(3, 120)
     p_lang = torch.zeros(3, len(SKILLS))
     p_lang[[0, 1, 2], [5, 17, 30]] = 1.0
-    assert SayCan(done_score=0.0).plan(states, p_lang).tolist() == [5, 17, 30]   # V > 0 everywhere
-    assert SayCan(done_score=1.0).plan(states, p_lang).tolist() == [-1, -1, -1]
+    assert SayCan(AffordanceValue(), done_score=0.0).plan(states, p_lang).tolist() == [5, 17, 30]   # V > 0 everywhere
+    assert SayCan(AffordanceValue(), done_score=1.0).plan(states, p_lang).tolist() == [-1, -1, -1]
 
 
 # -- PPO --------------------------------------------------------------------------------------------
@@ -161,7 +161,7 @@ def test_ppo_update_raises_the_log_prob_of_an_advantaged_action():
     """One observation, two actions mirrored about the mean (closing vs opening): the one with the positive
     advantage gains probability, the other loses it."""
     torch.manual_seed(0)
-    policy = PPO(hidden=32, layers=1, value_hidden=16)
+    policy = PPO(StateMLP(hidden=32, layers=1, dropout=0.0), value_hidden=16)
     batch = {"state": torch.rand(1, 4).repeat(2, 1) * 0.2, "environment_state": torch.rand(1, 120).repeat(2, 1) * 0.2,
              "lang": torch.nn.functional.normalize(torch.randn(1, 384), dim=1).repeat(2, 1)}
     with torch.no_grad():
@@ -185,13 +185,18 @@ def test_ppo_update_raises_the_log_prob_of_an_advantaged_action():
 
 
 def test_ppo_starts_from_a_state_bc_checkpoint(tmp_path):
-    bc = StateBC(hidden=32, layers=1)
+    bc = StateBC(StateMLP(hidden=32, layers=1))
     torch.save({"state_dict": bc.state_dict()}, tmp_path / "bc.ckpt")
-    policy = PPO(hidden=32, layers=1, init_ckpt=str(tmp_path / "bc.ckpt"))
+    policy = PPO(StateMLP(hidden=32, layers=1, dropout=0.0), init_ckpt=str(tmp_path / "bc.ckpt"))
     assert policy.bc_epochs == 0
     policy.setup("fit")
-    for key, value in bc.model.state_dict().items():
-        assert torch.equal(policy.model.state_dict()[key], value), key
+    for key, value in bc.net.state_dict().items():
+        assert torch.equal(policy.net.state_dict()[key], value), key
+
+
+def test_ppo_refuses_a_policy_with_dropout():
+    with pytest.raises(ValueError, match="model.init_args.net has dropout 0.1"):
+        PPO(StateMLP(hidden=32, layers=1, dropout=0.1))
 
 
 # -- the CLI ----------------------------------------------------------------------------------------
@@ -231,7 +236,8 @@ def test_cli_fit_and_test_saycan(tmp_path, monkeypatch, cache_dir):
 
 def test_cli_fit_and_test_ppo(tmp_path, monkeypatch, cache_dir):
     run = fit_and_test(tmp_path, monkeypatch, "ppo.yaml", cache_dir, "--trainer.max_epochs=2",
-                       "--model.init_args.bc_epochs=1", "--model.init_args.hidden=32", "--model.init_args.layers=1",
+                       "--model.init_args.bc_epochs=1", "--model.init_args.net.init_args.hidden=32",
+                       "--model.init_args.net.init_args.layers=1",
                        "--model.init_args.n_envs=2", "--model.init_args.rollout_episodes=2",
                        "--model.init_args.minibatch_size=64", "--data.init_args.batch_size=32")
     tags = scalar_tags(run)

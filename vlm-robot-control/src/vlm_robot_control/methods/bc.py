@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
+from vlm_robot_control.language import CACHE_DIR
 from vlm_robot_control.methods.base import PolicyModule
-from vlm_robot_control.models.state_mlp import StateMLP
 
 
 def bc_loss(pred: Tensor, target: Tensor) -> Tensor:
@@ -32,22 +32,22 @@ def to_action(pred: Tensor) -> Tensor:
 
 
 class StateBC(PolicyModule):
-    def __init__(self, hidden: int = 512, layers: int = 3, dropout: float = 0.1, chunk_size: int = 1,
-                 pointer_weight: float = 1.0, full_state: bool = False, lr: float = 1e-3, weight_decay: float = 1e-4,
-                 n_action_steps: int = 1, log_videos: int = 4) -> None:
-        super().__init__(lr, weight_decay, n_action_steps, log_videos)
-        self.save_hyperparameters()
+    def __init__(self, net: nn.Module, pointer_weight: float = 1.0, lr: float = 1e-3, weight_decay: float = 1e-4,
+                 n_action_steps: int = 1, log_videos: int = 4, cache_dir: str | None = CACHE_DIR) -> None:
+        """``net``: the policy network, ``net(state, environment_state, lang) -> (B, chunk_size, 4)``
+        (``models.state_mlp.StateMLP``; with ``pointer_weight`` > 0 also ``net.slot_weights``)."""
+        super().__init__(lr, weight_decay, n_action_steps, log_videos, cache_dir)
+        self.save_hyperparameters()   # under the CLI, net is recorded as its class_path and init_args
         self.pointer_weight = pointer_weight
-        self.model = StateMLP(hidden=hidden, layers=layers, dropout=dropout, chunk_size=chunk_size,
-                              full_state=full_state)
+        self.net = net
 
     def loss(self, batch: dict[str, Tensor]) -> Tensor:
-        loss = bc_loss(self.model(batch["state"], batch["environment_state"], batch["lang"]), batch["action"])
+        loss = bc_loss(self.net(batch["state"], batch["environment_state"], batch["lang"]), batch["action"])
         if self.pointer_weight:
-            weights = self.model.slot_weights(batch["environment_state"], batch["lang"]).clamp_min(1e-8)
+            weights = self.net.slot_weights(batch["environment_state"], batch["lang"]).clamp_min(1e-8)
             labels = torch.stack([batch["pick_slot"], batch["place_slot"]], 1)
             loss = loss + self.pointer_weight * F.nll_loss(weights.log().flatten(0, 1), labels.flatten())
         return loss
 
     def predict_chunk(self, batch: dict[str, Tensor]) -> Tensor:
-        return to_action(self.model(batch["state"], batch["environment_state"], batch["lang"]))
+        return to_action(self.net(batch["state"], batch["environment_state"], batch["lang"]))

@@ -8,10 +8,10 @@ grasp gets the slip position as its place label: the expert rarely drops a block
 labels stay readable off the demos.) Loss: cross-entropy over the pixels of each heat map
 (CLIPort's), the place map conditioned on the demonstrated pick (teacher forcing).
 
-``PolicyModule.fit`` hands out batches of frames; CLIPort trains on episodes instead. At the start
-of fit it builds one row per demo episode (first image, instruction, pick and place pixels) from
-the datamodule's tensors, and each frame batch selects the episodes its frames come from, so
-episodes are drawn in proportion to their length and ``val/loss`` uses the validation episodes.
+The datamodule hands out batches of frames; CLIPort trains on episodes instead: each frame brings its
+episode's first image and hindsight grasp / release positions (``data.datamodule.hindsight_grasp``),
+and a batch of frames gives one training row per episode among them, so episodes are drawn in
+proportion to their length and ``val/loss`` uses the validation episodes.
 
 Acting (Ravens / CLIPort execute their primitives the same way): when an env has no plan, predict
 the pick and place pixels from the current image, map them to table coordinates, and run an
@@ -27,13 +27,14 @@ from typing import NamedTuple
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from vlm_robot_control.env.expert import CLOSE, OPEN, SAFE_Z
 from vlm_robot_control.env.scene import BLOCK_HALF, CAMERA_FOVY, CAMERA_HEIGHT
 from vlm_robot_control.env.tabletop import MAX_DELTA, TabletopEnv
+from vlm_robot_control.language import CACHE_DIR
 from vlm_robot_control.methods.base import PolicyModule
-from vlm_robot_control.models.cliport import CLIPortNet, argmax_pixel
+from vlm_robot_control.models.cliport import argmax_pixel
 from vlm_robot_control.models.vision import random_shift
 
 PICK_Z = 2 * BLOCK_HALF   # the camera sees a block's top face: pick pixels are projected at that height
@@ -71,26 +72,26 @@ def to_pixel(xy: np.ndarray, z: float, size: int) -> np.ndarray:
 
 
 # -- labels ---------------------------------------------------------------------------------------
-def episode_labels(episode_index: np.ndarray, state: np.ndarray,
-                   action: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per episode of a frame table: (episodes, row of its first frame, pick xy, place xy).
-
-    Pick: the hand's xy (``state[:2]``) at the first frame whose action closes the gripper
-    (``action[3] > 0``); place: at the first frame after it whose action opens it again.
-    """
-    episodes, first = np.unique(episode_index, return_index=True)
-    picks, places = [], []
-    for episode in episodes:
-        rows = np.flatnonzero(episode_index == episode)
-        close = action[rows, 3] > 0
-        grasp = int(np.argmax(close))
-        opened = np.flatnonzero(~close[grasp:])
-        if not close[grasp] or len(opened) == 0:
-            raise ValueError(f"episode {episode}: no gripper close followed by an open in its actions; CLIPort's "
-                             "labels need pick-and-place demos (tasks pick_place, stack, put_all, sort)")
-        picks.append(state[rows[grasp], :2])
-        places.append(state[rows[grasp + opened[0]], :2])
-    return episodes, first, np.array(picks), np.array(places)
+def episode_rows(batch: dict[str, Tensor]) -> dict[str, Tensor]:
+    """One row per demo episode among a batch's frames, in episode order: its first image, instruction, and
+    the pick and place pixels (the hindsight grasp and release xy projected into the top camera)."""
+    if "first_image" not in batch:
+        raise ValueError("CLIPort trains on images: set data.init_args.images: true")
+    first: dict[int, int] = {}
+    for row, episode in enumerate(batch["episode_index"].tolist()):
+        first.setdefault(episode, row)
+    episodes = sorted(first)
+    rows = [first[e] for e in episodes]
+    grasp, release = batch["grasp_xy"][rows].cpu().numpy(), batch["release_xy"][rows].cpu().numpy()
+    missing = [e for e, xy in zip(episodes, grasp) if np.isnan(xy).any()]
+    if missing:
+        raise ValueError(f"episode {missing[0]}: no gripper close followed by an open in its actions; CLIPort's "
+                         "labels need pick-and-place demos (tasks pick_place, stack, put_all, sort)")
+    image = batch["first_image"][rows]
+    size, device = image.shape[-1], image.device
+    return {"image": image, "lang": batch["lang"][rows],
+            "pick": torch.as_tensor(to_pixel(grasp, PICK_Z, size), device=device),
+            "place": torch.as_tensor(to_pixel(release, PLACE_Z, size), device=device)}
 
 
 def heatmap_cross_entropy(logits: Tensor, pixel: Tensor) -> Tensor:
@@ -157,32 +158,20 @@ def heatmap_overlay(image: Tensor, logits: Tensor) -> Tensor:
 class CLIPort(PolicyModule):
     observation_image = True
 
-    def __init__(self, pick_sigma: float = 3.0, shift: int = 4, lr: float = 1e-3, weight_decay: float = 1e-4,
-                 log_videos: int = 4) -> None:
-        """``shift``: random image shift (pixels) in training, labels moved along (DrQ-style; CLIPort
+    def __init__(self, net: nn.Module, shift: int = 4, lr: float = 1e-3, weight_decay: float = 1e-4,
+                 log_videos: int = 4, cache_dir: str | None = CACHE_DIR) -> None:
+        """``net``: the two-stream heat-map network (``models.cliport.CLIPortNet``: ``semantic_features``,
+        ``pick_logits``, ``place_logits``, and ``forward(image, lang) -> (pick, place)`` pixels);
+        ``shift``: random image shift (pixels) in training, labels moved along (DrQ-style; CLIPort
         augments with random SE(2) transforms of image and labels)."""
-        super().__init__(lr, weight_decay, n_action_steps=1, log_videos=log_videos)
-        self.save_hyperparameters()
+        super().__init__(lr, weight_decay, n_action_steps=1, log_videos=log_videos, cache_dir=cache_dir)
+        self.save_hyperparameters()   # under the CLI, net is recorded as its class_path and init_args
         self.shift = shift
-        self.model = CLIPortNet(pick_sigma=pick_sigma)
+        self.net = net
 
     # -- training on episodes ------------------------------------------------------------------
-    def on_fit_start(self) -> None:
-        tensors = self.trainer.datamodule.train_set.tensors   # every frame, train and val episodes
-        if "image" not in tensors:
-            raise ValueError("CLIPort trains on images: set data.init_args.images: true")
-        episodes, first, pick_xy, place_xy = episode_labels(
-            tensors["episode_index"].numpy(), tensors["state"].numpy(), tensors["action"][:, 0].numpy())
-        size = tensors["image"].shape[-1]
-        self.demos = {"image": tensors["image"][first], "lang": tensors["lang"][first],
-                      "pick": torch.as_tensor(to_pixel(pick_xy, PICK_Z, size)),
-                      "place": torch.as_tensor(to_pixel(place_xy, PLACE_Z, size))}
-        self.demo_row = torch.full((int(episodes.max()) + 1,), -1, dtype=torch.long)
-        self.demo_row[episodes] = torch.arange(len(episodes))
-
     def loss(self, batch: dict[str, Tensor]) -> Tensor:
-        rows = self.demo_row[batch["episode_index"].cpu()].unique()
-        return self.episode_loss(**{key: value[rows].to(self.device) for key, value in self.demos.items()})
+        return self.episode_loss(**episode_rows(batch))
 
     def episode_loss(self, image: Tensor, lang: Tensor, pick: Tensor, place: Tensor) -> Tensor:
         """Pick and place cross-entropies on first images (B, 3, H, W) with (u, v) labels (B, 2)."""
@@ -190,21 +179,27 @@ class CLIPort(PolicyModule):
             image, offsets = random_shift(image, self.shift)
             size = image.shape[-1]
             pick, place = (pick - offsets).clamp(0, size - 1), (place - offsets).clamp(0, size - 1)
-        features = self.model.semantic_features(image)
-        return (heatmap_cross_entropy(self.model.pick_logits(image, lang, features), pick)
-                + heatmap_cross_entropy(self.model.place_logits(image, lang, pick, features), place))
+        features = self.net.semantic_features(image)
+        return (heatmap_cross_entropy(self.net.pick_logits(image, lang, features), pick)
+                + heatmap_cross_entropy(self.net.place_logits(image, lang, pick, features), place))
+
+    def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
+        if dataloader_idx == 0 and batch_idx == 0 and "first_image" in batch:
+            # The first validation demo: the epoch's heat maps (on_validation_epoch_end) show it.
+            self._heatmap_demo = (batch["first_image"][:1], batch["lang"][:1])
+        super().validation_step(batch, batch_idx, dataloader_idx)
 
     def on_validation_epoch_end(self) -> None:
         super().on_validation_epoch_end()
         experiment = getattr(self.logger, "experiment", None)
-        if self.trainer.sanity_checking or not hasattr(experiment, "add_image"):
+        if (self.trainer.sanity_checking or not hasattr(experiment, "add_image")
+                or not hasattr(self, "_heatmap_demo")):
             return
-        row = self.demo_row[self.trainer.datamodule.val_set[0]["episode_index"]]
-        image, lang = self.demos["image"][row, None].to(self.device), self.demos["lang"][row, None].to(self.device)
+        image, lang = self._heatmap_demo
         with torch.no_grad():
-            features = self.model.semantic_features(image)
-            pick_logits = self.model.pick_logits(image, lang, features)
-            place_logits = self.model.place_logits(image, lang, argmax_pixel(pick_logits), features)
+            features = self.net.semantic_features(image)
+            pick_logits = self.net.pick_logits(image, lang, features)
+            place_logits = self.net.place_logits(image, lang, argmax_pixel(pick_logits), features)
         panels = [image[0].float() / 255, heatmap_overlay(image[0], pick_logits[0]),
                   heatmap_overlay(image[0], place_logits[0])]
         experiment.add_image("heatmaps/image_pick_place", torch.cat(panels, 2), self.global_step)
@@ -222,7 +217,7 @@ class CLIPort(PolicyModule):
             image = torch.as_tensor(np.stack([obs[n]["image"] for n in plan]), device=self.device).permute(0, 3, 1, 2)
             was_training = self.training
             self.eval()
-            pick, place = self.model(image, self._lang[[ids[n] for n in plan]])
+            pick, place = self.net(image, self._lang[[ids[n] for n in plan]])
             self.train(was_training)
             size = image.shape[-1]
             for n, p, q in zip(plan, pick.cpu().numpy(), place.cpu().numpy()):

@@ -15,9 +15,10 @@ not learned at all:
    objects. Distractors and unseen colour pairs therefore do not change its input distribution;
    paraphrases only matter through the matching step.
 
-Trained on the same demos as state BC (grounding each demo's instruction the same way), so the
-comparison isolates the grounding. ``test/grounding_accuracy`` reports how often the matched
-(pick, place) equals the task's true goal.
+Trained on the same demos as state BC (grounding each demo's instruction the same way: each demo
+episode is grounded once, the first time a batch holds one of its frames; an episode's objects are
+fixed, so any frame gives the same candidates), so the comparison isolates the grounding.
+``test/grounding_accuracy`` reports how often the matched (pick, place) equals the task's true goal.
 """
 
 from __future__ import annotations
@@ -30,9 +31,9 @@ from torch import Tensor, nn
 
 from vlm_robot_control.env.tabletop import TabletopEnv
 from vlm_robot_control.env.tasks import SINGLE_STEP, SLOTS
+from vlm_robot_control.language import CACHE_DIR
 from vlm_robot_control.methods.base import PolicyModule
 from vlm_robot_control.methods.bc import bc_loss, to_action
-from vlm_robot_control.models.state_mlp import mlp_trunk, per_slot_features, state_features
 
 # family -> (pick kind, place kind, canonical phrasing)
 CANONICAL = {
@@ -55,33 +56,16 @@ def candidates(present: Sequence[int]) -> list[tuple[int, int, int, str]]:
     return out
 
 
-class GeometryMLP(nn.Module):
-    """Actions from [proprio, grounded pick slot, grounded place slot, family one-hot]."""
-
-    def __init__(self, hidden: int = 256, layers: int = 3, chunk_size: int = 1, n_families: int = 3) -> None:
-        super().__init__()
-        self.chunk_size = chunk_size
-        dims = [4 + 2 * 7 + n_families] + [hidden] * layers
-        self.trunk = mlp_trunk(dims)
-        self.head = nn.Linear(hidden, chunk_size * 4)
-
-    def forward(self, state: Tensor, environment_state: Tensor, grounding: Tensor) -> Tensor:
-        """``grounding`` (B, 3) long: family, pick slot, place slot."""
-        features = state_features(state, environment_state)
-        per_slot = per_slot_features(features, len(SLOTS))
-        rows = torch.arange(len(state), device=state.device)
-        family = nn.functional.one_hot(grounding[:, 0], len(SINGLE_STEP)).float()
-        x = torch.cat([features[:, :4], per_slot[rows, grounding[:, 1]], per_slot[rows, grounding[:, 2]], family], 1)
-        return self.head(self.trunk(x)).view(len(x), self.chunk_size, 4)
-
-
 class GroundedBC(PolicyModule):
-    def __init__(self, hidden: int = 256, layers: int = 3, chunk_size: int = 1, lr: float = 1e-3,
-                 weight_decay: float = 1e-4, n_action_steps: int = 1, log_videos: int = 4) -> None:
-        super().__init__(lr, weight_decay, n_action_steps, log_videos)
-        self.save_hyperparameters()
-        self.model = GeometryMLP(hidden, layers, chunk_size)
+    def __init__(self, net: nn.Module, lr: float = 1e-3, weight_decay: float = 1e-4, n_action_steps: int = 1,
+                 log_videos: int = 4, cache_dir: str | None = CACHE_DIR) -> None:
+        """``net``: ``net(state, environment_state, grounding) -> (B, chunk_size, 4)`` with ``grounding``
+        (B, 3) = (family, pick slot, place slot) (``models.geometry_mlp.GeometryMLP``)."""
+        super().__init__(lr, weight_decay, n_action_steps, log_videos, cache_dir)
+        self.save_hyperparameters()   # under the CLI, net is recorded as its class_path and init_args
+        self.net = net
         self._grounded = {"right": 0, "total": 0}
+        self._episode_grounding: dict[int, Tensor] = {}
 
     def ground(self, lang: Tensor, environment_state: Tensor) -> Tensor:
         """(B, 3) long: the best-matching (family, pick slot, place slot) per instruction and scene."""
@@ -96,25 +80,25 @@ class GroundedBC(PolicyModule):
         return torch.tensor(out, device=lang.device)
 
     def on_fit_start(self) -> None:
-        """Ground every demo episode once (its instruction and its first frame's objects)."""
-        table = {}
-        for subset in (self.trainer.datamodule.train_set, self.trainer.datamodule.val_set):
-            episodes = subset.tensors["episode_index"][subset.rows]
-            first = {}
-            for row, e in zip(subset.rows.tolist(), episodes.tolist()):
-                first.setdefault(e, row)
-            rows = torch.tensor(list(first.values()))
-            grounding = self.ground(subset.tensors["lang"][rows].to(self.device),
-                                    subset.tensors["environment_state"][rows].to(self.device))
-            table.update(zip(first, grounding))
-        size = max(table) + 1
-        self.episode_grounding = torch.zeros(size, 3, dtype=torch.long, device=self.device)
-        for e, g in table.items():
-            self.episode_grounding[e] = g
+        self._episode_grounding = {}   # episode numbers name other demos in another fit
+
+    def episode_grounding(self, batch: dict[str, Tensor]) -> Tensor:
+        """(B, 3) the grounding of each frame's demo episode, computed once per episode (from the first
+        of its frames seen: its instruction and its objects, which stay the same for the whole episode)."""
+        episodes = batch["episode_index"].tolist()
+        new: dict[int, int] = {}
+        for row, e in enumerate(episodes):
+            if e not in self._episode_grounding:
+                new.setdefault(e, row)
+        if new:
+            rows = list(new.values())
+            grounding = self.ground(batch["lang"][rows], batch["environment_state"][rows])
+            self._episode_grounding.update(zip(new, grounding))
+        return torch.stack([self._episode_grounding[e] for e in episodes])
 
     def loss(self, batch: dict[str, Tensor]) -> Tensor:
-        grounding = self.episode_grounding[batch["episode_index"]]
-        return bc_loss(self.model(batch["state"], batch["environment_state"], grounding), batch["action"])
+        grounding = self.episode_grounding(batch)
+        return bc_loss(self.net(batch["state"], batch["environment_state"], grounding), batch["action"])
 
     def begin(self, envs: Sequence[TabletopEnv]) -> None:
         super().begin(envs)
@@ -133,7 +117,7 @@ class GroundedBC(PolicyModule):
         return batch
 
     def predict_chunk(self, batch: dict[str, Tensor]) -> Tensor:
-        return to_action(self.model(batch["state"], batch["environment_state"], batch["grounding"]))
+        return to_action(self.net(batch["state"], batch["environment_state"], batch["grounding"]))
 
     def on_test_epoch_start(self) -> None:
         self._grounded = {"right": 0, "total": 0}   # count test rollouts only, not validation ones

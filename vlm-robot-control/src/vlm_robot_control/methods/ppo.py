@@ -11,7 +11,7 @@ One Lightning fit, two phases:
 1. BC (skipped when ``init_ckpt``, a StateBC checkpoint, gives the weights): ``bc_epochs`` epochs of
    ``bc_loss`` on the demonstrations.
 2. PPO, one iteration per epoch. ``on_train_epoch_start`` runs ``rollout_episodes`` stochastic episodes in
-   ``n_envs`` environments stepped in lockstep (the datamodule's families, seen split, seeds
+   ``n_envs`` environments stepped in lockstep (families ``rollout_tasks``, seen split, seeds
    TRAIN_SEED_OFFSET + i: never an evaluation or validation seed) and computes GAE advantages (Schulman et
    al. 2016). Each training step is then one minibatch of the clipped objective (PPO Eq. 7) plus the value
    loss and entropy bonus (Eq. 9), plus ``bc_coef`` times ``bc_loss`` on the demo batch the datamodule
@@ -29,6 +29,7 @@ One Lightning fit, two phases:
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -36,11 +37,11 @@ from torch import Tensor, nn
 from torch.distributions import Bernoulli, Normal
 
 from vlm_robot_control.env.tabletop import TabletopEnv
-from vlm_robot_control.env.tasks import SLOTS
-from vlm_robot_control.language import EMBED_DIM
+from vlm_robot_control.env.tasks import FAMILIES, SLOTS
+from vlm_robot_control.language import CACHE_DIR, EMBED_DIM
 from vlm_robot_control.methods.base import PolicyModule
 from vlm_robot_control.methods.bc import bc_loss, to_action
-from vlm_robot_control.models.state_mlp import StateMLP, state_features
+from vlm_robot_control.models.state_mlp import state_features
 
 TRAIN_SEED_OFFSET = 30_000_000   # PPO's rollouts (eval seeds 10M + i, val 20M + i)
 
@@ -73,17 +74,29 @@ class PPO(PolicyModule):
     # The last checkpoint is the fine-tuned policy: 20 deterministic validation episodes cannot rank
     # PPO iterations (ties keep the earliest), so "best" would quietly test the first iteration.
     monitor = None
-    def __init__(self, hidden: int = 256, layers: int = 3, value_hidden: int = 256, init_ckpt: str | None = None,
-                 bc_epochs: int = 20, n_envs: int = 16, rollout_episodes: int = 32, ppo_epochs: int = 4,
+
+    def __init__(self, net: nn.Module, value_hidden: int = 256, init_ckpt: str | None = None,
+                 bc_epochs: int = 20, rollout_tasks: Sequence[str] = ("pick_place",), n_envs: int = 16,
+                 rollout_episodes: int = 32, ppo_epochs: int = 4,
                  minibatch_size: int = 256, gamma: float = 0.99, gae_lambda: float = 0.95, clip: float = 0.2,
                  value_coef: float = 0.5, entropy_coef: float = 0.0, bc_coef: float = 0.1, target_kl: float = 0.02,
                  log_std_init: float = -1.5, lr: float = 1e-3, ppo_lr: float = 1e-5, weight_decay: float = 1e-4,
-                 log_videos: int = 4) -> None:
-        """``lr`` is the BC phase's learning rate, ``ppo_lr`` the PPO phase's; ``hidden`` / ``layers`` must
-        match ``init_ckpt``'s StateBC."""
-        super().__init__(lr, weight_decay, log_videos=log_videos)
-        self.save_hyperparameters()
-        self.model = StateMLP(hidden=hidden, layers=layers, dropout=0.0)
+                 log_videos: int = 4, cache_dir: str | None = CACHE_DIR) -> None:
+        """``net``: the policy mean, ``net(state, environment_state, lang) -> (B, 1, 4)`` (a
+        ``models.state_mlp.StateMLP`` without dropout, shaped like ``init_ckpt``'s StateBC net);
+        ``rollout_tasks``: the families of PPO's own episodes (a setting of the method, like SayCan's
+        ``experience_tasks``; ppo.yaml gives the demos' families); ``lr`` is the BC phase's learning rate,
+        ``ppo_lr`` the PPO phase's."""
+        for family in rollout_tasks:
+            if family not in FAMILIES:
+                raise ValueError(f"model.init_args.rollout_tasks: {family!r} is not a task family {FAMILIES}")
+        super().__init__(lr, weight_decay, log_videos=log_videos, cache_dir=cache_dir)
+        self.save_hyperparameters()   # under the CLI, net is recorded as its class_path and init_args
+        dropout = [m.p for m in net.modules() if isinstance(m, nn.Dropout) and m.p > 0]
+        if dropout:
+            raise ValueError(f"model.init_args.net has dropout {dropout[0]}: PPO's policy must have none (the "
+                             "log-probability of an update must be the sampling policy's); set its dropout: 0.0")
+        self.net = net
         features = 4 + 7 * len(SLOTS) + EMBED_DIM   # state_features and the instruction embedding
         self.critic = nn.Sequential(nn.Linear(features, value_hidden), nn.Tanh(), nn.Linear(value_hidden, value_hidden),
                                     nn.Tanh(), nn.Linear(value_hidden, 1))
@@ -98,11 +111,13 @@ class PPO(PolicyModule):
         if stage != "fit" or not self.hparams.init_ckpt:
             return
         state = torch.load(self.hparams.init_ckpt, map_location="cpu", weights_only=True)["state_dict"]
-        self.model.load_state_dict({k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")})
+        # The StateBC's net ("model." in checkpoints written before the net became an init argument).
+        prefix = "net." if any(k.startswith("net.") for k in state) else "model."
+        self.net.load_state_dict({k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)})
 
     # -- policy and critic --------------------------------------------------------------------------
     def distribution(self, batch: dict[str, Tensor]) -> tuple[Normal, Bernoulli]:
-        out = self.model(batch["state"], batch["environment_state"], batch["lang"])[:, 0]
+        out = self.net(batch["state"], batch["environment_state"], batch["lang"])[:, 0]
         return Normal(out[:, :3].clamp(-1, 1), self.log_std.exp().expand(len(out), 3)), Bernoulli(logits=out[:, 3])
 
     @staticmethod
@@ -116,11 +131,11 @@ class PPO(PolicyModule):
         return self.critic(x).squeeze(-1)
 
     def loss(self, batch: dict[str, Tensor]) -> Tensor:
-        return bc_loss(self.model(batch["state"], batch["environment_state"], batch["lang"]), batch["action"])
+        return bc_loss(self.net(batch["state"], batch["environment_state"], batch["lang"]), batch["action"])
 
     def predict_chunk(self, batch: dict[str, Tensor]) -> Tensor:
         """The mean action (deterministic), as StateBC acts."""
-        return to_action(self.model(batch["state"], batch["environment_state"], batch["lang"]))
+        return to_action(self.net(batch["state"], batch["environment_state"], batch["lang"]))
 
     def ppo_loss(self, minibatch: dict[str, Tensor]) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
         """The policy loss (clipped surrogate - entropy_coef * entropy; PPO Eq. 9 without the value term),
@@ -144,7 +159,7 @@ class PPO(PolicyModule):
     def collect(self, seeds: list[int]) -> tuple[dict[str, Tensor], Tensor, Tensor]:
         """Stochastic episodes, ``n_envs`` at a time in lockstep. Returns the transitions (observation,
         action, logp_old, advantage, return) and per episode the success and the discounted return."""
-        families = self.trainer.datamodule.tasks
+        families = list(self.hparams.rollout_tasks)
         transitions, success, returns = defaultdict(list), [], []
         for start in range(0, len(seeds), self.hparams.n_envs):
             group = seeds[start:start + self.hparams.n_envs]

