@@ -234,6 +234,7 @@ def test_instantiate_links_copy_an_attribute_of_the_built_data(workdir):
     assert ran.model.hparams.hidden == TinyData.num_features
     run = EXP / "version_0"
     # Testing the checkpoint builds the model from the checkpoint's hyperparameters except the linked one.
+    ckpt = run / "checkpoints" / "last.ckpt"
     tested = run_cli(TinyRegressor, TinyData, project="tiny", instantiate_links=link,
-                     args=["test", "--config", str(run / "config.yaml"), f"--ckpt_path={run / 'checkpoints/last.ckpt'}"])
+                     args=["test", "--config", str(run / "config.yaml"), f"--ckpt_path={ckpt}"])
     assert tested.model.hparams.hidden == TinyData.num_features
