@@ -5,7 +5,7 @@ what it times with one median timer, and writes ``RESULTS.md`` with one header (
 "generated, do not edit"). A project's bench.py then reads top to bottom::
 
     args = parse_args(METHODS)                               # --only METHOD ..., extra CLI args after --
-    store = Store("bev-uncertainty")                         # runs/bev-uncertainty/bench/bench.json
+    store = Store(HERE / "bench.json")                       # the numbers RESULTS.md is written from
     for method in args.methods:
         run = run_config("bev-uncertainty", [CONFIGS / f"{method}.yaml"], method, args.extra)
         store.put(method, {"metrics": run.metrics, "minutes": run.seconds / 60})
@@ -13,9 +13,10 @@ what it times with one median timer, and writes ``RESULTS.md`` with one header (
     write_results(HERE / "RESULTS.md", results_header("bev-uncertainty", "Results", args, store)
                   + markdown_table(["method", "IoU"], [[m, fmt(r["metrics"]["test/iou"])] for m, r in rows]))
 
-Every run of a bench lands under ``runs/<project>/bench/<method>/version_<n>/`` and the numbers of each
-method are kept in ``runs/<project>/bench/bench.json`` with their date, so ``--only geometry`` re-runs one
-method and takes the others from the earlier full run; RESULTS.md says which rows ran when.
+Every run of a bench lands under ``runs/<project>/bench/<method>/version_<n>/``. The numbers of each
+method are kept with their date in ``<project>/bench.json``, committed beside RESULTS.md (which is written
+from it), so ``--only geometry`` re-runs one method and takes the others from the last full run, in any
+clone; RESULTS.md says which rows ran when.
 """
 
 from __future__ import annotations
@@ -109,10 +110,11 @@ def median_seconds(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) 
 
 
 class Store:
-    """The numbers of each method of a bench, kept in ``runs/<project>/bench/bench.json`` with their date."""
+    """The numbers of each method of a bench, with their date: ``<project>/bench.json``, committed with the
+    RESULTS.md written from it (machine-readable results, and what ``--only`` keeps for the other rows)."""
 
-    def __init__(self, project: str) -> None:
-        self.path = bench_dir(project) / "bench.json"
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
         self.data: dict = json.loads(self.path.read_text()) if self.path.is_file() else {}
         self.ran: list[str] = []
 
