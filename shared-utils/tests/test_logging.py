@@ -1,12 +1,10 @@
-import csv
-import json
 
 import numpy as np
 import pytest
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from shared_utils.logging import colorize, heatmap_overlay, image_grid, line_plot, log_image, write_results_table
+from shared_utils.logging import colorize, heatmap_overlay, image_grid, line_plot, log_image
 
 
 def test_image_grid_places_each_image():
@@ -48,19 +46,3 @@ def test_line_plot_draws_each_curve(tmp_path):
     log_image(logger, "curves", img)
     logger.experiment.flush()
     assert list((tmp_path / "plots").rglob("events.out.tfevents.*"))
-
-
-def test_results_table_from_runs(tmp_path):
-    for name, values in {"padim": {"test/auroc": 0.91, "test/aupro": 0.8}, "patchcore": {"test/auroc": 0.95}}.items():
-        (tmp_path / name).mkdir()
-        (tmp_path / name / "metrics.json").write_text(
-            json.dumps({"stage": "test", "ckpt": None, "metrics": values, "seconds": 1.5}))
-    md = write_results_table({"PaDiM": tmp_path / "padim", "PatchCore": tmp_path / "patchcore"},
-                             tmp_path / "out/results", digits=2)
-    assert md.splitlines()[0] == "| run | test/auroc | test/aupro | seconds |"
-    assert md.splitlines()[2] == "| PaDiM | 0.91 | 0.80 | 1.50 |"
-    assert md.splitlines()[3] == "| PatchCore | 0.95 |  | 1.50 |"
-    rows = list(csv.reader((tmp_path / "out/results.csv").open()))
-    assert rows[2] == ["PatchCore", "0.95", "", "1.5"]
-    with pytest.raises(FileNotFoundError, match="missing/metrics.json"):
-        write_results_table({"x": tmp_path / "missing"}, tmp_path / "r")

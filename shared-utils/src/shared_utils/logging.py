@@ -1,20 +1,16 @@
-"""Pictures for TensorBoard and results tables for READMEs, drawn with OpenCV and NumPy.
+"""Pictures for TensorBoard, drawn with OpenCV and NumPy.
 
 No matplotlib: image grids (what torchvision's ``make_grid`` does), heat-map overlays
-(anomaly maps, BEV uncertainty), line plots (PRO curves, error vs horizon), and the results
-table that ``make bench`` writes from several runs' ``metrics.json`` (Markdown + CSV).
+(anomaly maps, BEV uncertainty) and line plots (PRO curves, error vs horizon). Results tables
+are ``shared_utils.bench``'s.
 
 Images are float tensors in [0, 1], (3, H, W), the layout TensorBoard's ``add_image`` takes.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import math
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -110,40 +106,3 @@ def log_image(logger: Logger | None, tag: str, image: Tensor, step: int = 0) -> 
     """``add_image`` on a TensorBoard logger; nothing for other loggers or none."""
     if isinstance(logger, TensorBoardLogger):
         logger.experiment.add_image(tag, image.clamp(0, 1), step, dataformats="CHW")
-
-
-def read_metrics(run: str | Path) -> dict:
-    """The ``metrics.json`` of a run directory (or the file itself), with a clear error."""
-    path = Path(run)
-    path = path if path.suffix == ".json" else path / "metrics.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist: was the run tested (validate/test writes it)?")
-    record = json.loads(path.read_text())
-    if not isinstance(record.get("metrics"), dict):
-        raise ValueError(f"{path}: expected a 'metrics' object, found keys {sorted(record)}")
-    return record
-
-
-def write_results_table(runs: Mapping[str, str | Path], out: str | Path, metrics: Sequence[str] | None = None,
-                        digits: int = 4) -> str:
-    """Write ``out.md`` and ``out.csv``: one row per run (label -> run directory or metrics.json),
-    one column per metric (default: every metric of the runs, in order of first appearance),
-    plus the run's seconds. A metric a run lacks is left empty. Returns the Markdown."""
-    records = {label: read_metrics(run) for label, run in runs.items()}
-    if metrics is None:
-        metrics = list(dict.fromkeys(k for r in records.values() for k in r["metrics"]))
-    header = ["run", *metrics, "seconds"]
-    rows = [[label, *(r["metrics"].get(m) for m in metrics), r.get("seconds")] for label, r in records.items()]
-
-    def fmt(v: object) -> str:
-        return "" if v is None else f"{v:.{digits}f}" if isinstance(v, float) else str(v)
-
-    md = "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
-                    *("| " + " | ".join(fmt(v) for v in row) + " |" for row in rows)]) + "\n"
-    buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerows([header, *([("" if v is None else v) for v in row] for row in rows)])
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".md").write_text(md)
-    out.with_suffix(".csv").write_text(buf.getvalue())
-    return md
