@@ -8,7 +8,7 @@ import torch
 import yaml
 
 from shared_utils.checkpoints import find_checkpoint, latest_run, load_model
-from shared_utils.cli import run_cli
+from shared_utils.cli import checkpoint_hparams, run_cli
 from tiny_project import TinyData, TinyRegressor
 
 CONFIG = {
@@ -238,3 +238,14 @@ def test_instantiate_links_copy_an_attribute_of_the_built_data(workdir):
     tested = run_cli(TinyRegressor, TinyData, project="tiny", instantiate_links=link,
                      args=["test", "--config", str(run / "config.yaml"), f"--ckpt_path={ckpt}"])
     assert tested.model.hparams.hidden == TinyData.num_features
+
+
+def test_checkpoint_hparams_compare_tuples_and_lists_as_equal(tmp_path):
+    # A checkpoint stores a module's tuple default as a tuple; a YAML config gives the same value as a list.
+    hparams = {"_class_path": "tiny_project.TinyRegressor", "hidden": 16, "net": {"depth": (2.0, 38.0, 1.0)}}
+    config = {"class_path": "tiny_project.TinyRegressor",
+              "init_args": {"hidden": 16, "net": {"depth": [2.0, 38.0, 1.0]}}}
+    model, notes = checkpoint_hparams(tmp_path / "x.ckpt", hparams, config)
+    assert notes == [] and model["init_args"]["hidden"] == 16
+    config["init_args"]["hidden"] = 32
+    assert "hidden (config 32, checkpoint 16)" in checkpoint_hparams(tmp_path / "x.ckpt", hparams, config)[1][0]

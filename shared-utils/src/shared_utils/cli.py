@@ -189,6 +189,13 @@ def _class_paths(args: dict, prefix: str = "") -> dict[str, str]:
     return out
 
 
+def _plain(value: Any) -> Any:
+    """``value`` with tuples as lists, recursively: a checkpoint stores ``(2.0, 38.0)`` where YAML gives a list."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return [_plain(v) for v in value] if isinstance(value, list | tuple) else value
+
+
 def checkpoint_hparams(ckpt: str | Path, hparams: dict, config_model: dict) -> tuple[dict, list[str]]:
     """The model to build for ``--ckpt_path ckpt``: the checkpoint's class and hyperparameters, except the
     names in the class's ``test_time_hparams`` (settings that only change how a trained model is evaluated:
@@ -215,7 +222,7 @@ def checkpoint_hparams(ckpt: str | Path, hparams: dict, config_model: dict) -> t
     test_time = getattr(getattr(importlib.import_module(module_name), class_name), "test_time_hparams", ())
     applied, ignored = [], []
     for name, value in config_args.items():
-        if name not in hparams or hparams[name] == value:
+        if name not in hparams or _plain(hparams[name]) == _plain(value):
             continue
         if name in test_time:
             applied.append(f"{name}={value!r}")
