@@ -1,14 +1,14 @@
-"""`make bench PROJECT=fewshot-anomaly`: the results table, regenerated in one command.
+"""`make bench PROJECT=fewshot-anomaly [ARGS="--only METHOD ..."]`: the results table, regenerated in one command.
 
-Every method (its config in configs/) x k-shot (1, 4, all) on the synthetic proxy, all four
-categories, through the CLI as a user runs it (fit, then test of the best checkpoint). Each
-run is a subprocess, so that its peak memory is its own. Writes RESULTS.md beside this file:
-mean metrics per method and k, per-category tables, fit time, inference images/s and peak
-memory, and PaDiM's scoring time against its backbone (the Mahalanobis step must not
-dominate inference).
+Every method (its config in configs/) x k-shot (1, 4, all) on the synthetic proxy, all four categories, run
+exactly as `make train` runs it (fit, then test of the best checkpoint), into
+runs/fewshot-anomaly/bench/<method>_k<k>/. This process then times the inference of each fitted model
+(images/s) and, with PaDiM, its scoring against its backbone (the Mahalanobis step must not dominate
+inference). Each method's numbers are kept in bench.json, from which RESULTS.md is written: mean metrics per
+method and k, per-category tables, fit time, inference images/s, peak memory and PaDiM's scoring time.
 
-Trained methods (CutPaste, CFLOW-AD) get about the same number of optimiser steps whatever
-k is (TRAIN_STEPS), validating once at the end: with k=1 an epoch is a single step.
+Trained methods (CutPaste, CFLOW-AD) get about the same number of optimiser steps whatever k is (TRAIN_STEPS),
+validating once at the end: with k=1 an epoch is a single step.
 """
 
 from __future__ import annotations
@@ -16,88 +16,121 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import resource
-import shutil
-import subprocess
-import sys
-import time
+import threading
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
+
+from fewshot_anomaly.data.datamodule import Synthetic
+from fewshot_anomaly.models.filters import gaussian_blur2d
+from fewshot_anomaly.models.padim import PaDiM
+from shared_utils.bench import (
+    Store,
+    fmt,
+    markdown_table,
+    median_seconds,
+    parse_args,
+    results_header,
+    run_config,
+    write_results,
+)
+from shared_utils.checkpoints import load_model
+from shared_utils.cli import collection_root
 
 HERE = Path(__file__).resolve().parent
+PROJECT = "fewshot-anomaly"
 METHODS = ("padim", "aligned_padim", "patchcore", "cutpaste", "cflow")
 TRAINED = ("cutpaste", "cflow")
 SHOTS = ("1", "4", "all")
 METRICS = ("image_auroc", "pixel_auroc", "aupro", "image_f1max", "pixel_f1max")
 TRAIN_STEPS = 60
 BATCH = 16
-RUNS = Path("runs/fewshot-anomaly-bench")
+SCORING_SIZES = ("128", "256")  # strings: they are keys in bench.json
 
 
-def run_one(method: str, k: str, out: Path) -> None:
-    """Fit + test one configuration in this process, then time inference; write a JSON record."""
-    from fewshot_anomaly.data.datamodule import AnomalyDataModule, Synthetic
-    from fewshot_anomaly.methods.module import AnomalyModule
-    from shared_utils.checkpoints import find_checkpoint, load_model
-    from shared_utils.cli import run_cli
+class ChildPeakMemory:
+    """Peak resident memory in MB of the processes started inside the ``with`` block (the run of run_config,
+    a subprocess whose peak this process cannot see otherwise). A thread reads their kernel high-water mark
+    (VmHWM in /proc, Linux only) every 0.2 s; ``mb`` stays None where there is no /proc."""
 
-    data = Synthetic(k_shot=k if k == "all" else int(k))
-    n_train = len(data.splits()["train"])
-    args = ["fit", "--config", str(HERE / "configs" / f"{method}.yaml"), f"--data.init_args.k_shot={k}",
-            f"--data.init_args.batch_size={BATCH}", f"--experiment={method}_k{k}", "--test_after_fit=true",
-            "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
-    if method in TRAINED:
-        epochs = math.ceil(TRAIN_STEPS / math.ceil(n_train / BATCH))
-        args += [f"--trainer.max_epochs={epochs}", f"--trainer.check_val_every_n_epoch={epochs}"]
-    start = time.perf_counter()
-    cli = run_cli(AnomalyModule, AnomalyDataModule, project=str(RUNS.relative_to("runs")), args=args)
-    run_dir = Path(cli.trainer.log_dir)
-    record = json.loads((run_dir / "metrics.json").read_text())
-    fit_seconds = time.perf_counter() - start - record["seconds"]
+    def __init__(self) -> None:
+        self.mb: float | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
 
-    # Inference speed of the fitted models alone (no data loading, no metrics).
-    module = load_model(find_checkpoint(run_dir))
-    batches = [(b["category"], b["image"]) for b in data.test_dataloader()]
+    def __enter__(self) -> ChildPeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.2):
+            for children in Path("/proc/self/task").glob("*/children"):
+                for pid in children.read_text().split():
+                    try:
+                        status = Path(f"/proc/{pid}/status").read_text()
+                    except OSError:  # the child has just exited
+                        continue
+                    if "VmHWM:" in status:  # absent once the child is a zombie
+                        kb = int(status.split("VmHWM:")[1].split()[0])
+                        self.mb = max(self.mb or 0.0, kb / 1024)
+
+
+def synthetic(**kwargs: object) -> Synthetic:
+    """The data of the runs. run_config starts them from the collection root, where the configs' relative
+    cache_dir points: the same folder here, so the data is not generated a second time."""
+    return Synthetic(cache_dir=str((collection_root() or Path.cwd()) / ".cache" / PROJECT), batch_size=BATCH,
+                     **kwargs)
+
+
+def images_per_second(run_dir: Path) -> float:
+    """Inference speed of the fitted per-category models alone (no data loading, no metrics), on the test
+    images of the categories the run fitted."""
+    module = load_model(run_dir)
+    batches = [(b["category"], b["image"]) for b in synthetic(category=list(module.models)).test_dataloader()]
     n_images = sum(len(images) for _, images in batches)
-    with torch.no_grad():
-        module.models[batches[0][0][0]](batches[0][1])  # warm-up
-        start = time.perf_counter()
+
+    def infer() -> None:
         for categories, images in batches:
             for category in dict.fromkeys(categories):
                 keep = torch.tensor([c == category for c in categories])
                 module.models[category](images[keep])
-        images_per_second = n_images / (time.perf_counter() - start)
-    for ckpt in (run_dir / "checkpoints").glob("*.ckpt"):
-        ckpt.unlink()  # hundreds of MB each; the table needs only metrics.json
-    out.write_text(json.dumps({
-        "method": method, "k": k, "n_train": n_train, "metrics": record["metrics"], "fit_seconds": fit_seconds,
-        "images_per_second": images_per_second, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-    }))
+
+    with torch.no_grad():
+        return n_images / median_seconds(infer, repeats=3)
 
 
-def padim_scoring_ratio(image_size: int, d: int = 100, batch: int = 16) -> tuple[float, float]:
-    """(backbone ms, scoring ms) per batch: embedding vs Mahalanobis + upsampling + smoothing."""
-    import torch.nn.functional as F
+def run_shot(method: str, k: str, extra: list[str]) -> dict:
+    """Fit + test one method with k training images per category, then time its inference."""
+    args = [f"--data.init_args.k_shot={k}", f"--data.init_args.batch_size={BATCH}",
+            "--trainer.enable_model_summary=false"]
+    if method in TRAINED:
+        n_train = len(synthetic(k_shot=k if k == "all" else int(k)).splits()["train"])
+        epochs = math.ceil(TRAIN_STEPS / math.ceil(n_train / BATCH))
+        args += [f"--trainer.max_epochs={epochs}", f"--trainer.check_val_every_n_epoch={epochs}"]
+    with ChildPeakMemory() as memory:
+        run = run_config(PROJECT, [HERE / "configs" / f"{method}.yaml"], f"{method}_k{k}", [*args, *extra])
+    # "fit s" leaves the test out: metrics.json's "seconds" is the duration of the run's last test.
+    test_seconds = json.loads((run.run_dir / "metrics.json").read_text())["seconds"]
+    record = {"metrics": run.metrics, "fit_seconds": run.seconds - test_seconds,
+              "images_per_second": images_per_second(run.run_dir), "peak_mb": memory.mb}
+    for ckpt in (run.run_dir / "checkpoints").glob("*.ckpt"):
+        ckpt.unlink()  # up to hundreds of MB each; the tables need only the numbers
+    return record
 
-    from fewshot_anomaly.models.filters import gaussian_blur2d
-    from fewshot_anomaly.models.padim import PaDiM
 
+def padim_scoring_ms(image_size: int, d: int = 100, batch: int = 16) -> dict[str, float]:
+    """Milliseconds per batch of PaDiM's backbone (embedding) and of its scoring (Mahalanobis + upsampling +
+    smoothing), on random images."""
     model = PaDiM(d=d)
     images = torch.rand(batch, 3, image_size, image_size)
     model.update(images)
     model.update(torch.rand(batch, 3, image_size, image_size))
     model.finalize()
-
-    def median_ms(fn, repeats: int = 5) -> float:
-        fn()
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-        return sorted(times)[len(times) // 2] * 1e3
-
     with torch.no_grad():
         embeddings = model.embed(images)
 
@@ -106,72 +139,49 @@ def padim_scoring_ratio(image_size: int, d: int = 100, batch: int = 16) -> tuple
             maps = F.interpolate(distances[:, None], size=images.shape[-2:], mode="bilinear", align_corners=False)
             gaussian_blur2d(maps, model.sigma).flatten(1).amax(dim=1)
 
-        return median_ms(lambda: model.embed(images)), median_ms(score)
+        return {"backbone": median_seconds(lambda: model.embed(images)) * 1e3, "scoring": median_seconds(score) * 1e3}
 
 
-def table(rows: list[dict], columns: list[str], header: list[str]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for row in rows:
-        lines.append("| " + " | ".join(str(row[c]) for c in columns) + " |")
-    return lines
+def write_report(args: argparse.Namespace, store: Store) -> None:
+    """RESULTS.md from the numbers in the store."""
+    records = store.rows(METHODS)
+    runs = [(method, k, shot) for method, record in records for k, shot in record["shots"].items()]
+    categories = sorted({key.split("/")[1] for _, _, shot in runs for key in shot["metrics"] if key.count("/") == 2})
+    notes = (f"Synthetic proxy (configs/default.yaml data: {', '.join(categories)}), 128 px, EfficientNet-Lite0 "
+             f"ImageNet backbone, seed 42; k normal training images per category; trained methods: about "
+             f"{TRAIN_STEPS} Adam steps of batch {BATCH}. fit s: the run's `fit` command without its test; "
+             "images/s: the fitted models alone; peak MB: the run's process.")
+    text = results_header(PROJECT, "fewshot-anomaly results", args, store, notes)
+    text += "## Mean over categories\n\n" + markdown_table(
+        ["method", "k", *METRICS, "fit s", "images/s", "peak MB"],
+        [[method, k, *(fmt(shot["metrics"][f"test/{m}"]) for m in METRICS), fmt(shot["fit_seconds"], 0),
+          fmt(shot["images_per_second"], 0), fmt(shot["peak_mb"], 0)] for method, k, shot in runs])
+    for category in categories:  # a run on fewer categories (ARGS="-- --data.init_args.category=...") shows '–'
+        text += f"\n## {category}\n\n" + markdown_table(
+            ["method", "k", *METRICS],
+            [[method, k, *(fmt(shot["metrics"].get(f"test/{category}/{m}")) for m in METRICS)]
+             for method, k, shot in runs])
+    scoring = dict(records)["padim"]["scoring_ms"]
+    text += "\n## PaDiM: scoring vs backbone (batch 16, d=100)\n\n" + markdown_table(
+        ["image size", "backbone ms", "scoring ms", "scoring / backbone"],
+        [[size, fmt(ms["backbone"], 1), fmt(ms["scoring"], 1), fmt(ms["scoring"] / ms["backbone"], 2)]
+         for size, ms in scoring.items()])
+    write_results(HERE / "RESULTS.md", text)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", nargs=3, metavar=("METHOD", "K", "OUT"), help=argparse.SUPPRESS)
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
-    parser.add_argument("--shots", nargs="+", default=list(SHOTS), choices=SHOTS)
-    args = parser.parse_args()
-    if args.run:
-        run_one(args.run[0], args.run[1], Path(args.run[2]))
-        return
-
-    shutil.rmtree(RUNS, ignore_errors=True)
-    records = []
-    scratch = RUNS / "records"
-    scratch.mkdir(parents=True, exist_ok=True)
+    args = parse_args(METHODS, description=__doc__.splitlines()[0])
+    store = Store(HERE / "bench.json")
     for method in args.methods:
-        for k in args.shots:
-            out = scratch / f"{method}_k{k}.json"
+        shots = {}
+        for k in SHOTS:
             print(f"== {method}, k={k}", flush=True)
-            subprocess.run([sys.executable, __file__, "--run", method, k, str(out)], check=True, cwd=Path.cwd())
-            records.append(json.loads(out.read_text()))
-
-    categories = sorted({key.split("/")[1] for r in records for key in r["metrics"] if key.count("/") == 2})
-    lines = [
-        "# fewshot-anomaly results",
-        "",
-        "Generated by `make bench PROJECT=fewshot-anomaly` (fewshot-anomaly/bench.py); do not edit by hand.",
-        f"Synthetic proxy (configs/default.yaml data: {', '.join(categories)}), 128 px, EfficientNet-Lite0 "
-        f"ImageNet backbone, seed 42; k normal training images per category; trained methods: about "
-        f"{TRAIN_STEPS} Adam steps of batch {BATCH}. Machine: {torch.get_num_threads()} CPU threads, "
-        f"torch {torch.__version__}.",
-        "",
-        "## Mean over categories",
-        "",
-    ]
-    rows = []
-    for r in records:
-        row = {"method": r["method"], "k": r["k"]}
-        row.update({m: f"{r['metrics'][f'test/{m}']:.3f}" for m in METRICS})
-        row.update(fit=f"{r['fit_seconds']:.0f}", ips=f"{r['images_per_second']:.0f}", mem=f"{r['peak_mb']:.0f}")
-        rows.append(row)
-    lines += table(rows, ["method", "k", *METRICS, "fit", "ips", "mem"],
-                   ["method", "k", *METRICS, "fit s", "images/s", "peak MB"])
-    for category in categories:
-        lines += ["", f"## {category}", ""]
-        rows = [{"method": r["method"], "k": r["k"],
-                 **{m: f"{r['metrics'][f'test/{category}/{m}']:.3f}" for m in METRICS}} for r in records]
-        lines += table(rows, ["method", "k", *METRICS], ["method", "k", *METRICS])
-    lines += ["", "## PaDiM: scoring vs backbone (batch 16, d=100)", "",
-              "| image size | backbone ms | scoring ms | scoring / backbone |", "|---|---:|---:|---:|"]
-    for size in (128, 256):
-        backbone_ms, scoring_ms = padim_scoring_ratio(size)
-        lines.append(f"| {size} | {backbone_ms:.1f} | {scoring_ms:.1f} | {scoring_ms / backbone_ms:.2f} |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if set(args.methods) == set(METHODS) and set(args.shots) == set(SHOTS):
-        (HERE / "RESULTS.md").write_text(text)
+            shots[k] = run_shot(method, k, args.extra)
+        record = {"shots": shots}
+        if method == "padim":  # the scoring table is PaDiM's: re-measured with its runs
+            record["scoring_ms"] = {size: padim_scoring_ms(int(size)) for size in SCORING_SIZES}
+        store.put(method, record)
+    write_report(args, store)
 
 
 if __name__ == "__main__":

@@ -1,218 +1,162 @@
-"""`make bench PROJECT=pose-forecasting`: every method on the synthetic proxy -> RESULTS.md.
+"""`make bench PROJECT=pose-forecasting [ARGS="--only METHOD ..."]`: every method on the synthetic proxy -> RESULTS.md.
 
-Each trained method runs its own config exactly as `make train CONFIG=<method>.yaml` does (fit, then test
-on the best checkpoint under the 256-windows protocol, with the robustness sweep), then is tested again
-under the all-windows protocol. The training-free baselines are tested directly. Then parameters and CPU
-latency per forecast (batch 1 and batch 256) are measured in this process. About 95 minutes on 2 cores.
+Each method runs its own config exactly as `make train CONFIG=<method>.yaml` does (fit, then test on the best
+checkpoint under the 256-windows protocol, with the robustness sweep; the training-free baselines fit one no-op
+step) into runs/pose-forecasting/bench/<method>/, then its best checkpoint is tested again under the all-windows
+protocol (bench/<method>_all/). This process then measures its parameters and CPU latency per forecast (batch 1
+and batch 256). About 95 minutes on 2 cores.
 
-Each method's numbers are also kept in ``runs/pose-forecasting/bench.json``; ``python bench.py --only obs_aware
-dstformer`` re-runs those methods and takes the others from that file (RESULTS.md then says which ran when).
+Each method's numbers are kept in bench.json, from which RESULTS.md is written; ``--only obs_aware dstformer``
+re-runs those methods and takes the others from bench.json (RESULTS.md then says which ran when).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import torch
 
+from pose_forecasting.data.datamodule import Synthetic
 from pose_forecasting.metrics import HORIZONS_MS
-from shared_utils.checkpoints import find_checkpoint, latest_run, load_model
+from shared_utils.bench import (
+    Store,
+    fmt,
+    markdown_table,
+    median_seconds,
+    parse_args,
+    results_header,
+    run_config,
+    write_results,
+)
+from shared_utils.checkpoints import find_checkpoint, load_model
+from shared_utils.cli import collection_root
 
 HERE = Path(__file__).resolve().parent
-RUNS = HERE / "runs" / "pose-forecasting"
-CLI = [sys.executable, "-c", "from pose_forecasting.cli import main; main()"]
-BASELINES = ["zero_velocity", "constant_velocity"]
+PROJECT = "pose-forecasting"
+CONFIGS = HERE / "configs"
 # (name in the tables, config, extra CLI arguments)
-TRAINED = [
+RUNS = [
+    ("zero_velocity", "zero_velocity", []),
+    ("constant_velocity", "constant_velocity", []),
     ("simlpe", "simlpe", []),
     ("stsgcn", "stsgcn", []),
     ("obs_aware", "obs_aware", []),
     ("dstformer", "dstformer", []),
     # Ablation: siMLPe trained with the same random masking as obs_aware (missing frames interpolated):
     # separates what the mask/time inputs and in-filling bring from what the augmentation brings.
-    ("simlpe_masked_training", "simlpe", ["--model.init_args.train_missing", "0.6",
-                                          "--model.init_args.train_missing_tail", "10"]),
+    ("simlpe_masked_training", "simlpe", ["--model.init_args.train_missing=0.6",
+                                          "--model.init_args.train_missing_tail=10"]),
 ]
+METHODS = [name for name, _, _ in RUNS]
+ROBUSTNESS = [("none", "test/mpjpe_{}ms"), ("random 20%", "test/robust_random20_mpjpe_{}ms"),
+              ("random 40%", "test/robust_random40_mpjpe_{}ms"), ("random 60%", "test/robust_random60_mpjpe_{}ms"),
+              ("last 2", "test/robust_last2_mpjpe_{}ms"), ("last 4", "test/robust_last4_mpjpe_{}ms"),
+              ("last 8", "test/robust_last8_mpjpe_{}ms")]
 
 
-METHODS = BASELINES + [name for name, _, _ in TRAINED]
-
-
-def run(*args: str) -> float:
-    start = time.perf_counter()
-    subprocess.run([*CLI, *args], cwd=HERE, check=True, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - start
-
-
-def metrics(run_dir: Path) -> dict[str, float]:
-    return json.loads((run_dir / "metrics.json").read_text())["metrics"]
-
-
-def evaluate_all(name: str, config: str, ckpt: str | None) -> dict[str, float]:
-    """The all-windows protocol (stride 1, robustness off: 3.3x more windows)."""
-    args = ["test", "--config", f"configs/{config}.yaml", "--experiment", f"bench_{name}_all",
-            "--data.init_args.protocol", "all", "--model.init_args.robustness", "false",
-            "--trainer.enable_progress_bar", "false"]
-    run(*args, *(["--ckpt_path", ckpt] if ckpt else []))
-    return metrics(latest_run(RUNS / f"bench_{name}_all"))
-
-
-def latency(module: torch.nn.Module, batch: dict, size: int, repeats: int) -> float:
-    """Milliseconds per forward pass of ``size`` windows (inference mode, median of ``repeats``)."""
-    sliced = {k: (v[:size] if torch.is_tensor(v) else v[:size]) for k, v in batch.items()}
-    times = []
-    with torch.inference_mode():
-        module.forecast(sliced)
-        for _ in range(repeats):
-            start = time.perf_counter()
-            module.forecast(sliced)
-            times.append((time.perf_counter() - start) * 1000)
-    return sorted(times)[len(times) // 2]
-
-
-def speed(results: dict) -> None:
-    from pose_forecasting.data.datamodule import Synthetic
-
-    dm = Synthetic(batch_size=256, with_2d=True)
+def latency_batch() -> dict:
+    """256 test windows with their 2D inputs (DSTformer's), for the latencies. The runs start from the collection
+    root, where the configs' relative cache_dir points: the same folder here, so nothing is generated twice."""
+    cache_dir = (collection_root() or Path.cwd()) / ".cache" / PROJECT
+    dm = Synthetic(cache_dir=str(cache_dir), batch_size=256, with_2d=True)
     dm.setup("test")
-    batch = next(iter(dm.test_dataloader()))
-    for name, row in results.items():
-        module = load_model(row["ckpt"]) if row.get("ckpt") else None
-        if module is None:
-            from pose_forecasting.methods.module import ForecastModule
-            from pose_forecasting.models import baselines
-
-            model = baselines.ZeroVelocity() if name == "zero_velocity" else baselines.ConstantVelocity()
-            module = ForecastModule(model)
-        module.eval()
-        row["params"] = sum(p.numel() for p in module.model.parameters())
-        row["ms_b1"] = latency(module, batch, 1, 30)
-        row["ms_b256"] = latency(module, batch, 256, 3)
+    return next(iter(dm.test_dataloader()))
 
 
-def table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+def latency_ms(module: torch.nn.Module, batch: dict, size: int, repeats: int) -> float:
+    """Milliseconds per forward pass of ``size`` windows (inference mode, median of ``repeats``)."""
+    windows = {k: v[:size] for k, v in batch.items()}
+    with torch.inference_mode():
+        return median_seconds(lambda: module.forecast(windows), repeats=repeats) * 1000
 
 
-def fmt(x: float | None, digits: int = 1) -> str:
-    return "-" if x is None else f"{x:.{digits}f}"
+def run_method(name: str, config: str, method_args: list[str], extra: list[str], batch: dict) -> dict:
+    """Fit + test one method, test it again on all windows, then measure its size and latency."""
+    run = run_config(PROJECT, [CONFIGS / f"{config}.yaml"], name, [*method_args, *extra])
+    ckpt = find_checkpoint(run.run_dir, "best")
+    # The all-windows protocol: stride 1, 3.3x more windows, so without the robustness sweep.
+    all_windows = run_config(PROJECT, [CONFIGS / f"{config}.yaml"], f"{name}_all",
+                             ["--data.init_args.protocol=all", "--model.init_args.robustness=false",
+                              f"--ckpt_path={ckpt}", *extra], subcommand="test")
+    module = load_model(ckpt)
+    return {"metrics": run.metrics, "metrics_all": all_windows.metrics, "minutes": run.seconds / 60,
+            "params": sum(p.numel() for p in module.model.parameters()),
+            "ms_batch1": latency_ms(module, batch, 1, 30), "ms_batch256": latency_ms(module, batch, 256, 3)}
 
 
-def write(results: dict, seconds: float, reused: list[str] | None = None) -> None:
-    names = list(results)
-    horizons = [f"{ms}" for ms in HORIZONS_MS]
-    when = f"in {seconds / 60:.0f} min"
-    if reused:
-        when = (f"(`bench.py --only`: this run took {seconds / 60:.0f} min; {', '.join(reused)} come from the "
-                "previous full run, kept in `runs/pose-forecasting/bench.json`; latencies were all measured "
-                "in this run)")
-    out = ["# pose-forecasting: results on the synthetic Human3.6M-format proxy",
-           "",
-           f"Generated by `make bench PROJECT=pose-forecasting` (bench.py) on 2 CPU cores {when}; "
-           "every number below comes from the `metrics.json` of a run under "
-           "`runs/pose-forecasting/bench_*`. Synthetic data: 7 subjects x 15 actions x 2 sub-sequences of "
-           "20 s (seed 0), same splits as Human3.6M (train S1,6,7,8,9 / val S11 / test S5). "
-           "MPJPE in mm at single future frames, 22 predicted joints written into the 32-joint truth and "
-           "averaged over 32 joints (siMLPe's evaluation). These are not Human3.6M numbers.",
-           ""]
-    for protocol, key in (("256 windows per action (3840 windows)", "m256"), ("all windows, stride 1", "mall")):
-        out += [f"## Forecasting MPJPE (mm), {protocol}", ""]
-        rows = [[n] + [fmt(results[n][key].get(f"test/mpjpe_{h}ms")) for h in horizons]
-                + [fmt(results[n][key].get("test/mpjpe_avg"))] for n in names if key in results[n]]
-        out += [table(["method"] + [f"{h} ms" for h in horizons] + ["avg"], rows), ""]
-    out += ["## STS-GCN's convention: MPJPE averaged over all frames up to the horizon (256 protocol)", "",
-            "STS-GCN's paper reports this average; the tables above report the error at the frame.", ""]
-    rows = [[n, fmt(results[n]["m256"].get("test/mpjpe_upto_400ms")),
-             fmt(results[n]["m256"].get("test/mpjpe_upto_1000ms"))] for n in names]
-    out += [table(["method", "mean over 40-400 ms", "mean over 40-1000 ms"], rows), ""]
-    out += ["## Robustness to missing observed frames (256 protocol, MPJPE mm at 400 / 1000 ms)", "",
-            "Random: that fraction of the 50 observed frames is missing. Last k: the k frames just before the "
-            "forecast starts are missing. Mask-unaware models see the missing frames linearly interpolated "
-            "(held at the end); the observation-aware model sees the mask. Same masks for every method.", ""]
-    conditions = [("none", "test/mpjpe_{}ms"), ("random 20%", "test/robust_random20_mpjpe_{}ms"),
-                  ("random 40%", "test/robust_random40_mpjpe_{}ms"), ("random 60%", "test/robust_random60_mpjpe_{}ms"),
-                  ("last 2", "test/robust_last2_mpjpe_{}ms"), ("last 4", "test/robust_last4_mpjpe_{}ms"),
-                  ("last 8", "test/robust_last8_mpjpe_{}ms")]
-    rows = [[n] + [f"{fmt(results[n]['m256'].get(k.format(400)))} / {fmt(results[n]['m256'].get(k.format(1000)))}"
-                   for _, k in conditions] for n in names]
-    out += [table(["method"] + [c for c, _ in conditions], rows), ""]
-    extra = [n for n in names if "test/mpjpe" in results[n]["m256"] or "test/coverage_95" in results[n]["m256"]]
-    if extra:
-        out += ["## Estimation and uncertainty (256 protocol)", "",
-                "`mpjpe` / `p_mpjpe`: 2D-to-3D lifting of the observed frames (noisy 2D from the 4 cameras), "
-                "root-relative, camera frame, mm. `coverage_95`: fraction of future joints whose error lies "
-                "inside the predicted 95 % ball of the per-joint Gaussian (0.95 when calibrated).", ""]
-        rows = [[n, fmt(results[n]["m256"].get("test/mpjpe")), fmt(results[n]["m256"].get("test/p_mpjpe")),
-                 fmt(results[n]["m256"].get("test/coverage_95"), 3)] for n in extra]
-        out += [table(["method", "mpjpe", "p_mpjpe", "coverage_95"], rows), ""]
-    out += ["## Cost", "",
-            "Parameters; CPU latency of one forward pass (median, inference mode, 2 threads) for 1 window and "
-            "for 256 windows; fit + test = the whole `fit --test_after_fit true` run of the config (training, "
-            "validation each epoch, the test with the robustness sweep).", ""]
-    rows = [[n, f"{results[n].get('params', 0):,}", fmt(results[n].get("ms_b1"), 2), fmt(results[n].get("ms_b256")),
-             fmt(results[n].get("ms_b256", 0) / 256, 2), fmt(results[n].get("fit_s", 0) / 60)]
-            for n in names]
-    out += [table(["method", "params", "ms, batch 1", "ms, batch 256", "ms per window at 256", "fit + test (min)"],
-                  rows), ""]
-    out += ["## Per action at 400 / 1000 ms (256 protocol)", ""]
-    actions = sorted({k.split("/")[1] for k in results[names[0]]["m256"] if k.startswith("test_action/")})
-    rows = [[a] + [f"{fmt(results[n]['m256'].get(f'test_action/{a}/mpjpe_400ms'), 0)} / "
-                   f"{fmt(results[n]['m256'].get(f'test_action/{a}/mpjpe_1000ms'), 0)}" for n in names]
-            for a in actions]
-    out += [table(["action"] + names, rows), ""]
-    (HERE / "RESULTS.md").write_text("\n".join(out))
+def at_400_and_1000(metrics: dict[str, float], key: str, digits: int = 1) -> str:
+    """The cell "<key at 400 ms> / <key at 1000 ms>"; ``key`` has a ``{}`` where the horizon goes."""
+    return f"{fmt(metrics[key.format(400)], digits)} / {fmt(metrics[key.format(1000)], digits)}"
+
+
+def write_report(args: argparse.Namespace, store: Store) -> None:
+    """RESULTS.md from the numbers in the store."""
+    rows = store.rows(METHODS)
+    notes = ("Every number below comes from the `metrics.json` of a run under `runs/pose-forecasting/bench/`, "
+             "except parameters and latencies (measured by bench.py). Synthetic data: 7 subjects x 15 actions x 2 "
+             "sub-sequences of 20 s (seed 0), same splits as Human3.6M (train S1,6,7,8,9 / val S11 / test S5). "
+             "MPJPE in mm at single future frames, 22 predicted joints written into the 32-joint truth and averaged "
+             "over 32 joints (siMLPe's evaluation). These are not Human3.6M numbers.")
+    text = results_header(PROJECT, "pose-forecasting: results on the synthetic Human3.6M-format proxy", args, store,
+                          notes)
+    protocols = (("256 windows per action (3840 windows)", "metrics"), ("all windows, stride 1", "metrics_all"))
+    for protocol, key in protocols:
+        text += f"## Forecasting MPJPE (mm), {protocol}\n\n" + markdown_table(
+            ["method", *(f"{h} ms" for h in HORIZONS_MS), "avg"],
+            [[name, *(fmt(r[key][f"test/mpjpe_{h}ms"], 1) for h in HORIZONS_MS), fmt(r[key]["test/mpjpe_avg"], 1)]
+             for name, r in rows]) + "\n"
+    text += ("## STS-GCN's convention: MPJPE averaged over all frames up to the horizon (256 protocol)\n\n"
+             "STS-GCN's paper reports this average; the tables above report the error at the frame.\n\n")
+    text += markdown_table(["method", "mean over 40-400 ms", "mean over 40-1000 ms"],
+                           [[name, fmt(r["metrics"]["test/mpjpe_upto_400ms"], 1),
+                             fmt(r["metrics"]["test/mpjpe_upto_1000ms"], 1)] for name, r in rows]) + "\n"
+    text += ("## Robustness to missing observed frames (256 protocol, MPJPE mm at 400 / 1000 ms)\n\n"
+             "Random: that fraction of the 50 observed frames is missing. Last k: the k frames just before the "
+             "forecast starts are missing. Mask-unaware models see the missing frames linearly interpolated "
+             "(held at the end); the observation-aware model sees the mask. Same masks for every method.\n\n")
+    text += markdown_table(["method", *(condition for condition, _ in ROBUSTNESS)],
+                           [[name, *(at_400_and_1000(r["metrics"], key) for _, key in ROBUSTNESS)]
+                            for name, r in rows]) + "\n"
+    # Only some methods estimate the observed poses (mpjpe) or predict an uncertainty (coverage_95).
+    estimating = [(name, r["metrics"]) for name, r in rows
+                  if "test/mpjpe" in r["metrics"] or "test/coverage_95" in r["metrics"]]
+    if estimating:
+        text += ("## Estimation and uncertainty (256 protocol)\n\n"
+                 "`mpjpe` / `p_mpjpe`: 2D-to-3D lifting of the observed frames (noisy 2D from the 4 cameras), "
+                 "root-relative, camera frame, mm. `coverage_95`: fraction of future joints whose error lies "
+                 "inside the predicted 95 % ball of the per-joint Gaussian (0.95 when calibrated).\n\n")
+        text += markdown_table(["method", "mpjpe", "p_mpjpe", "coverage_95"],
+                               [[name, fmt(m.get("test/mpjpe"), 1), fmt(m.get("test/p_mpjpe"), 1),
+                                 fmt(m.get("test/coverage_95"), 3)] for name, m in estimating]) + "\n"
+    text += ("## Cost\n\n"
+             "Parameters; CPU latency of one forward pass (median, inference mode, 2 threads) for 1 window and "
+             "for 256 windows; fit + test = the whole `fit --test_after_fit true` run of the config (training, "
+             "validation each epoch, the test with the robustness sweep).\n\n")
+    text += markdown_table(["method", "params", "ms, batch 1", "ms, batch 256", "ms per window at 256",
+                            "fit + test (min)"],
+                           [[name, f"{r['params']:,}", fmt(r["ms_batch1"], 2), fmt(r["ms_batch256"], 1),
+                             fmt(r["ms_batch256"] / 256, 2), fmt(r["minutes"], 1)] for name, r in rows]) + "\n"
+    actions = sorted({key.split("/")[1] for key in rows[0][1]["metrics"] if key.startswith("test_action/")})
+    text += "## Per action at 400 / 1000 ms (256 protocol)\n\n" + markdown_table(
+        ["action", *METHODS],
+        [[action, *(at_400_and_1000(r["metrics"], f"test_action/{action}/mpjpe_{{}}ms", 0) for _, r in rows)]
+         for action in actions])
+    write_results(HERE / "RESULTS.md", text)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", nargs="+", metavar="METHOD", choices=METHODS,
-                        help="re-run these methods; the others come from runs/pose-forecasting/bench.json")
-    args = parser.parse_args()
-    start = time.perf_counter()
-    torch.set_num_threads(2)
-    store = RUNS / "bench.json"
-    previous = json.loads(store.read_text()) if args.only and store.is_file() else {}
-    if args.only and not previous:
-        raise SystemExit(f"--only needs the results of a full run in {store}; run bench.py without --only first")
-    selected = set(args.only or METHODS)
-    reused = [name for name in METHODS if name not in selected]
-    results: dict[str, dict] = {}
-
-    def done(name: str) -> None:
-        write(results, time.perf_counter() - start, reused)
-        RUNS.mkdir(parents=True, exist_ok=True)
-        store.write_text(json.dumps({**previous, **results}, indent=1))
-
-    for name in BASELINES:
-        if name not in selected:
-            results[name] = previous[name]
-            continue
-        run("test", "--config", f"configs/{name}.yaml", "--experiment", f"bench_{name}",
-            "--trainer.enable_progress_bar", "false")
-        results[name] = {"m256": metrics(latest_run(RUNS / f"bench_{name}")),
-                         "mall": evaluate_all(name, name, None)}
-        done(name)
-    for name, config, extra in TRAINED:
-        if name not in selected:
-            results[name] = previous[name]
-            continue
-        fit_s = run("fit", "--config", f"configs/{config}.yaml", "--experiment", f"bench_{name}",
-                    "--test_after_fit", "true", "--trainer.enable_progress_bar", "false", *extra)
-        run_dir = latest_run(RUNS / f"bench_{name}")
-        ckpt = str(find_checkpoint(run_dir, "best"))
-        results[name] = {"m256": metrics(run_dir), "ckpt": ckpt, "fit_s": fit_s,
-                         "mall": evaluate_all(name, config, ckpt)}
-        done(name)
-        print(f"{name}: fit {fit_s / 60:.1f} min, avg {results[name]['m256']['test/mpjpe_avg']:.1f} mm", flush=True)
-    speed(results)
-    done("speed")
-    print(f"RESULTS.md written ({(time.perf_counter() - start) / 60:.1f} min)")
+    args = parse_args(METHODS, description=__doc__.splitlines()[0])
+    torch.set_num_threads(2)  # the latencies are those of 2 CPU threads, as in the Cost table, on any machine
+    store = Store(HERE / "bench.json")
+    batch = latency_batch()
+    for name, config, method_args in RUNS:
+        if name in args.methods:
+            record = run_method(name, config, method_args, args.extra, batch)
+            store.put(name, record)
+            print(f"{name}: fit + test {record['minutes']:.1f} min, avg {record['metrics']['test/mpjpe_avg']:.1f} mm",
+                  flush=True)
+    write_report(args, store)
 
 
 if __name__ == "__main__":
