@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pose_forecasting.models.interfaces import Forecaster
@@ -50,9 +51,14 @@ def dct_matrices(N: int) -> tuple[Tensor, Tensor]:
 class SpatialLayerNorm(nn.Module):
     """siMLPe's ``LN``: normalises the ``C`` spatial channels of every frame (biased variance, eps 1e-5), with
     per-channel ``alpha``/``beta`` of the official names and shape ``(1, C, 1)``. Features are time-major
-    ``(T, B, C)`` here (see :class:`MotionMLP`), so ``C`` is the contiguous last axis. The official
-    arithmetic, not ``F.layer_norm``: that one rounds differently, 1.3e-5 m off the official outputs after
-    144 blocks (this one: 5.4e-6 m)."""
+    ``(T, B, C)`` here (see :class:`MotionMLP`), so ``C`` is the contiguous last axis.
+
+    Evaluation uses the official arithmetic: ``F.layer_norm`` rounds differently, 1.3e-5 m off the official
+    outputs after 144 blocks (the official arithmetic: 5.4e-6 m), and the tests hold outputs to 1e-5 m.
+    Training (gradients on) uses ``F.layer_norm``, the same function with one fused kernel forward and backward: the
+    official arithmetic's eight element-wise passes and their autograd graph made a default training step
+    1.5x slower (0.64 s against 0.43 s, batch 256 on 2 cores), and rounding at 1e-7 does not change what
+    is learned."""
 
     def __init__(self, dim: int, eps: float = 1e-5) -> None:
         super().__init__()
@@ -61,6 +67,8 @@ class SpatialLayerNorm(nn.Module):
         self.beta = nn.Parameter(torch.zeros(1, dim, 1))
 
     def forward(self, x: Tensor) -> Tensor:
+        if torch.is_grad_enabled():
+            return F.layer_norm(x, x.shape[-1:], self.alpha.view(-1), self.beta.view(-1), self.eps)
         mean = x.mean(dim=-1, keepdim=True)
         var = ((x - mean) ** 2).mean(dim=-1, keepdim=True)
         return (x - mean) / (var + self.eps).sqrt() * self.alpha.view(-1) + self.beta.view(-1)
