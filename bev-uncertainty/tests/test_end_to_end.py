@@ -62,6 +62,8 @@ def test_method_fits_and_tests(method, root, tmp_path, monkeypatch):
         pred = module.predict(batch)
     assert pred["prob"].shape == pred["uncertainty"].shape == pred["ood_score"].shape == (1, 32, 32)
     assert find_checkpoint(run, "last").is_file()
+    if method == "temperature":  # T was fitted at validation and travels with the weights it was fitted for
+        assert module.temperature.item() == pytest.approx(metrics["temperature"]) and module.temperature.item() != 1.0
 
 
 def test_nuscenes_config_composes(tmp_path, monkeypatch, root, capsys):

@@ -1,10 +1,12 @@
 """Temperature scaling (Guo et al., "On Calibration of Modern Neural Networks", ICML 2017).
 
-The network is trained exactly as the entropy baseline; before testing, one scalar T > 0 divides
-all logits, fitted on the validation split by minimising the NLL (LBFGS on log T, as Guo et al.'s
-reference code). It changes calibration (ECE, NLL, Brier) but not the ranking of cells by
-confidence: IoU is unchanged and the entropy ranks cells as before, so the misclassification and
-OOD AUROCs equal the baseline's.
+The network is trained exactly as the entropy baseline; one scalar T > 0 divides all logits, fitted
+on the validation split by minimising the NLL (LBFGS on log T, as Guo et al.'s reference code). T is
+refitted at the end of every validation, on that epoch's network, and saved with it: the best
+checkpoint carries the T of its own weights, and testing it needs nothing but the checkpoint (no
+reaching back into the datamodule for validation data). T changes calibration (ECE, NLL, Brier) but
+not the ranking of cells by confidence: IoU is unchanged and the entropy ranks cells as before, so the
+misclassification and OOD AUROCs equal the baseline's.
 """
 
 from __future__ import annotations
@@ -37,31 +39,29 @@ def fit_temperature(logits: Tensor, targets: Tensor) -> float:
 
 
 class TemperatureScaling(BEVSegmentation):
-    test_time_hparams = ("max_cells",)  # the validation cells T is fitted on, before every test
-
     def __init__(self, *args, max_cells: int = 2_000_000, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.max_cells = max_cells
-        # Not saved: refitted on the validation split at every test, so an entropy checkpoint tests as well.
-        self.register_buffer("temperature", torch.ones(()), persistent=False)
+        self.register_buffer("temperature", torch.ones(()))  # saved: the T of the checkpoint's weights
+        self._calibration: list[tuple[Tensor, Tensor]] = []
 
-    def on_test_start(self) -> None:
-        self.calibrate()
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        super().validation_step(batch, batch_idx)
+        logits = self(batch)["logits"][:, :2].movedim(1, -1)  # a second forward: T must see the raw logits
+        self._calibration.append((logits[batch["valid"]].cpu(), self.target(batch)[batch["valid"]].cpu()))
+
+    def on_validation_epoch_end(self) -> None:
+        super().on_validation_epoch_end()
+        self.log("val/temperature", self.calibrate())
 
     def on_test_epoch_end(self) -> None:
         super().on_test_epoch_end()
         self.log("test/temperature", self.temperature.item())
 
     def calibrate(self) -> float:
-        """Fit T on the validation split's valid cells (at most ``max_cells``, a fixed random subset)."""
-        logits, targets = [], []
-        with torch.inference_mode(False), torch.no_grad():
-            for batch in self.trainer.datamodule.val_dataloader():
-                batch = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in batch.items()}
-                out = self(batch)["logits"][:, :2].movedim(1, -1)
-                logits.append(out[batch["valid"]].cpu())
-                targets.append(self.target(batch)[batch["valid"]].cpu())
-        logits, targets = torch.cat(logits), torch.cat(targets)
+        """Fit T on this validation's valid cells (at most ``max_cells``, a fixed random subset)."""
+        logits, targets = (torch.cat(t) for t in zip(*self._calibration))
+        self._calibration = []
         if len(logits) > self.max_cells:
             keep = torch.randperm(len(logits), generator=torch.Generator().manual_seed(0))[:self.max_cells]
             logits, targets = logits[keep], targets[keep]
