@@ -37,3 +37,26 @@ def test_method_configs_name_their_model_by_class_path(project: Path):
             if isinstance(value, dict) and value.keys() & {"class_path", "init_args"}:
                 assert "class_path" in value, f"{config}: model.init_args.{name} has init_args without class_path"
     assert methods >= 2, f"{project}/configs holds fewer than two method configs"
+
+
+def _tables(markdown: str) -> list[list[str]]:
+    """The Markdown tables of a text, each as its lines (header, separator, rows)."""
+    tables, current = [], []
+    for line in [*markdown.splitlines(), ""]:
+        if line.startswith("|"):
+            current.append(line.strip())
+        elif current:
+            tables.append(current)
+            current = []
+    return tables
+
+
+@pytest.mark.parametrize("project", PROJECTS, ids=lambda p: p.name)
+def test_readme_results_are_copies_of_results_md(project: Path):
+    """A README table with the header of a RESULTS.md table quotes it: every row as `make bench` wrote it."""
+    results = (project / "RESULTS.md").read_text()
+    result_lines = {line.strip() for line in results.splitlines()}
+    for table in _tables((project / "README.md").read_text()):
+        if table[0] in result_lines:
+            stale = [row for row in table[2:] if row not in result_lines]
+            assert not stale, f"{project.name}/README.md quotes RESULTS.md rows that are not there: {stale}"
