@@ -114,7 +114,7 @@ def render(args: argparse.Namespace, store: Store) -> str:
 
     text += ("\nRuns: " + ", ".join(f"{method}: {r['date']}" for method, r in store.rows(TRAINED)) + "\n"
              "Temperature scaling trains the entropy baseline's network (same config and seed), then fits T on the "
-             "validation split before testing.\n\n")
+             "validation split at every validation (saved with the checkpoint).\n\n")
 
     text += ("Geometry (ours): its OOD score candidates (`methods/geometry.py`), AUROC on the validation split's OOD "
              "objects (crates, barriers), where the method's `ood_score` is chosen (the highest), and on the test "

@@ -142,7 +142,7 @@ def padim_scoring_ms(image_size: int, d: int = 100, batch: int = 16) -> dict[str
         return {"backbone": median_seconds(lambda: model.embed(images)) * 1e3, "scoring": median_seconds(score) * 1e3}
 
 
-def write_report(args: argparse.Namespace, store: Store) -> None:
+def render(args: argparse.Namespace, store: Store) -> str:
     """RESULTS.md from the numbers in the store."""
     records = store.rows(METHODS)
     runs = [(method, k, shot) for method, record in records for k, shot in record["shots"].items()]
@@ -166,7 +166,7 @@ def write_report(args: argparse.Namespace, store: Store) -> None:
         ["image size", "backbone ms", "scoring ms", "scoring / backbone"],
         [[size, fmt(ms["backbone"], 1), fmt(ms["scoring"], 1), fmt(ms["scoring"] / ms["backbone"], 2)]
          for size, ms in scoring.items()])
-    write_results(HERE / "RESULTS.md", text)
+    return text
 
 
 def main() -> None:
@@ -181,7 +181,7 @@ def main() -> None:
         if method == "padim":  # the scoring table is PaDiM's: re-measured with its runs
             record["scoring_ms"] = {size: padim_scoring_ms(int(size)) for size in SCORING_SIZES}
         store.put(method, record)
-    write_report(args, store)
+    write_results(HERE / "RESULTS.md", render(args, store))
 
 
 if __name__ == "__main__":

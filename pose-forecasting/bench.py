@@ -90,7 +90,7 @@ def at_400_and_1000(metrics: dict[str, float], key: str, digits: int = 1) -> str
     return f"{fmt(metrics[key.format(400)], digits)} / {fmt(metrics[key.format(1000)], digits)}"
 
 
-def write_report(args: argparse.Namespace, store: Store) -> None:
+def render(args: argparse.Namespace, store: Store) -> str:
     """RESULTS.md from the numbers in the store."""
     rows = store.rows(METHODS)
     notes = ("Every number below comes from the `metrics.json` of a run under `runs/pose-forecasting/bench/`, "
@@ -142,7 +142,7 @@ def write_report(args: argparse.Namespace, store: Store) -> None:
         ["action", *METHODS],
         [[action, *(at_400_and_1000(r["metrics"], f"test_action/{action}/mpjpe_{{}}ms", 0) for _, r in rows)]
          for action in actions])
-    write_results(HERE / "RESULTS.md", text)
+    return text
 
 
 def main() -> None:
@@ -156,7 +156,7 @@ def main() -> None:
             store.put(name, record)
             print(f"{name}: fit + test {record['minutes']:.1f} min, avg {record['metrics']['test/mpjpe_avg']:.1f} mm",
                   flush=True)
-    write_report(args, store)
+    write_results(HERE / "RESULTS.md", render(args, store))
 
 
 if __name__ == "__main__":
