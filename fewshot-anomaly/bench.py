@@ -36,7 +36,6 @@ from shared_utils.bench import (
     write_results,
 )
 from shared_utils.checkpoints import load_model
-from shared_utils.cli import collection_root
 
 HERE = Path(__file__).resolve().parent
 PROJECT = "fewshot-anomaly"
@@ -81,10 +80,9 @@ class ChildPeakMemory:
 
 
 def synthetic(**kwargs: object) -> Synthetic:
-    """The data of the runs. run_config starts them from the collection root, where the configs' relative
-    cache_dir points: the same folder here, so the data is not generated a second time."""
-    return Synthetic(cache_dir=str((collection_root() or Path.cwd()) / ".cache" / PROJECT), batch_size=BATCH,
-                     **kwargs)
+    """The data of the runs: the default (relative) cache_dir is anchored at the collection root, as the runs'
+    is, so the data is not generated a second time."""
+    return Synthetic(batch_size=BATCH, **kwargs)
 
 
 def images_per_second(run_dir: Path) -> float:

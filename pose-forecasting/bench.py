@@ -30,7 +30,6 @@ from shared_utils.bench import (
     write_results,
 )
 from shared_utils.checkpoints import find_checkpoint, load_model
-from shared_utils.cli import collection_root
 
 HERE = Path(__file__).resolve().parent
 PROJECT = "pose-forecasting"
@@ -56,10 +55,9 @@ ROBUSTNESS = [("none", "test/mpjpe_{}ms"), ("random 20%", "test/robust_random20_
 
 
 def latency_batch() -> dict:
-    """256 test windows with their 2D inputs (DSTformer's), for the latencies. The runs start from the collection
-    root, where the configs' relative cache_dir points: the same folder here, so nothing is generated twice."""
-    cache_dir = (collection_root() or Path.cwd()) / ".cache" / PROJECT
-    dm = Synthetic(cache_dir=str(cache_dir), batch_size=256, with_2d=True)
+    """256 test windows with their 2D inputs (DSTformer's), for the latencies: the default (relative) cache_dir
+    is anchored at the collection root, as the runs' is, so nothing is generated twice."""
+    dm = Synthetic(batch_size=256, with_2d=True)
     dm.setup("test")
     return next(iter(dm.test_dataloader()))
 

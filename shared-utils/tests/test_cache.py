@@ -45,3 +45,24 @@ def test_folder_without_marker_is_regenerated(tmp_path):
     (root / "stale.txt").write_text("from an interrupted run")
     assert generate_once(tmp_path, {"seed": 1}, writer(calls)) == root
     assert len(calls) == 2 and not (root / "stale.txt").exists()
+
+
+def test_a_relative_cache_is_the_collection_s_from_any_folder_inside_it(tmp_path, monkeypatch):
+    """`cache_dir: .cache/<project>` from the root (make train) or a project folder (a bench, the console
+    script): one cache, generated once; outside a checkout it stays relative to the working directory."""
+    from shared_utils.paths import anchored
+
+    (tmp_path / "shared-utils").mkdir()
+    (tmp_path / "shared-utils/pyproject.toml").write_text("")
+    (tmp_path / "Makefile").write_text("")
+    (tmp_path / "project").mkdir()
+    calls: list = []
+    monkeypatch.chdir(tmp_path)
+    from_root = generate_once(".cache/p", {"seed": 1}, writer(calls))
+    monkeypatch.chdir(tmp_path / "project")
+    from_project = generate_once(".cache/p", {"seed": 1}, writer(calls))
+    assert from_root.resolve() == from_project.resolve() == (tmp_path / ".cache/p" / from_root.name).resolve()
+    assert len(calls) == 1 and not (tmp_path / "project/.cache").exists()
+    assert anchored("/abs/dir") == Path("/abs/dir")
+    monkeypatch.chdir(tmp_path.parent)  # outside the checkout
+    assert anchored(".cache/p") == Path(".cache/p")

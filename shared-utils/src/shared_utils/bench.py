@@ -37,7 +37,8 @@ from pathlib import Path
 import torch
 
 from shared_utils.checkpoints import latest_run
-from shared_utils.cli import collection_root, runs_root
+from shared_utils.cli import runs_root
+from shared_utils.paths import collection_root
 
 
 def bench_dir(project: str) -> Path:

@@ -10,6 +10,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from shared_utils.paths import anchored
+
 MARKER = "_COMPLETE.json"
 
 
@@ -20,10 +22,11 @@ def generate_once(cache_dir: str | Path, record: dict, generate: Callable[[Path]
     number to bump when its output changes). The folder counts as complete only when its marker
     (``_COMPLETE.json``, the record) exists: generation goes to a temporary sibling that gets the
     marker last and is then renamed into place, so an interrupted run never leaves a half dataset
-    that looks complete; a folder without the marker is regenerated.
+    that looks complete; a folder without the marker is regenerated. A relative ``cache_dir`` is anchored at
+    the collection root (``shared_utils.paths.anchored``).
     """
     key = hashlib.sha1(json.dumps(record, sort_keys=True).encode()).hexdigest()[:12]
-    cache_dir = Path(cache_dir)
+    cache_dir = anchored(cache_dir)  # a relative cache_dir: the same folder from the root or a project folder
     final = cache_dir / key
     if (final / MARKER).exists():
         return final

@@ -64,18 +64,9 @@ from lightning.pytorch.trainer.states import TrainerFn
 
 from shared_utils.checkpoints import find_checkpoint, latest_run
 from shared_utils.datasets import DatasetFormatError
+from shared_utils.paths import collection_root
 
 DEFAULT_SEED = 42
-
-
-def collection_root(start: Path | None = None) -> Path | None:
-    """The collection checkout that ``start`` (default: the working directory) lies in: the first of it and
-    its parents that holds ``shared-utils/pyproject.toml`` and a ``Makefile``; None outside a checkout."""
-    start = (start or Path.cwd()).resolve()
-    for folder in (start, *start.parents):
-        if (folder / "shared-utils" / "pyproject.toml").is_file() and (folder / "Makefile").is_file():
-            return folder
-    return None
 
 
 def runs_root(default_root_dir: str | Path | None = None) -> Path:

@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from shared_utils.paths import anchored
+
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
@@ -68,7 +70,8 @@ class SentenceEncoder:
     def __init__(self, cache_dir: str | Path | None = None, model_path: str | Path | None = None) -> None:
         self.model_path = Path(model_path).absolute() if model_path is not None else _bundled_model_path()
         model_name = f"{self.model_path.parent.name}-{self.model_path.name}"
-        self.cache_file = Path(cache_dir) / f"{model_name}_embeddings.npz" if cache_dir is not None else None
+        # A relative cache_dir is the collection's (shared_utils.paths.anchored), from any working directory.
+        self.cache_file = anchored(cache_dir) / f"{model_name}_embeddings.npz" if cache_dir is not None else None
         self._memory: dict[str, np.ndarray] = self._read_disk()
 
     def encode(self, sentences: Sequence[str]) -> torch.Tensor:
