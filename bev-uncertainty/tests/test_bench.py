@@ -3,20 +3,18 @@ that the committed RESULTS.md is what bench.json renders)."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
+
+from shared_utils.bench import load_bench
 
 HERE = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench", HERE / "bench.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench(HERE / "bench.py")
 
 
 def test_only_names_methods_with_a_config(bench):

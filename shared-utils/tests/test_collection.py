@@ -2,7 +2,6 @@
 ``default.yaml`` that cannot drift from the method config it stands for, and results that come from
 ``make bench`` (RESULTS.md rendered from bench.json, README tables quoting RESULTS.md)."""
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -68,11 +67,9 @@ def test_readme_results_are_copies_of_results_md(project: Path):
 def test_results_md_is_what_bench_json_renders(project: Path):
     """RESULTS.md was written by `make bench`, not by hand: the project's bench.py renders exactly it (below its
     header, whose date and machine vary) from the committed bench.json, which --only keeps for the other rows."""
-    from shared_utils.bench import Store, parse_args
+    from shared_utils.bench import Store, load_bench, parse_args
 
-    spec = importlib.util.spec_from_file_location(f"bench_{project.name.replace('-', '_')}", project / "bench.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)  # bench.py is a script beside the package, not part of it
+    bench = load_bench(project / "bench.py")
     rendered = bench.render(parse_args(bench.METHODS, []), Store(project / "bench.json"))
 
     def body(results: str) -> str:

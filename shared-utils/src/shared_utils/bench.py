@@ -22,6 +22,7 @@ clone; RESULTS.md says which rows ran when.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -33,12 +34,23 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from types import ModuleType
 
 import torch
 
 from shared_utils.checkpoints import latest_run
 from shared_utils.cli import runs_root
 from shared_utils.paths import collection_root
+
+
+def load_bench(path: str | Path) -> ModuleType:
+    """A project's ``bench.py`` as a module (it is a script beside the package, not part of it): what the
+    tests use to check its methods and that RESULTS.md is what its ``render(args, store)`` makes."""
+    path = Path(path)
+    spec = importlib.util.spec_from_file_location(f"bench_{path.parent.name.replace('-', '_')}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def bench_dir(project: str) -> Path:
