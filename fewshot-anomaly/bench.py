@@ -9,6 +9,10 @@ method and k, per-category tables, fit time, inference images/s, peak memory and
 
 Trained methods (CutPaste, CFLOW-AD) get about the same number of optimiser steps whatever k is (TRAIN_STEPS),
 validating once at the end: with k=1 an epoch is a single step.
+
+`make bench PROJECT=fewshot-anomaly ARGS="--real"` (after `make install EXTRAS=elpv`): the real-data table
+instead, every method x k in REAL_SHOTS on ELPV's two cell types (configs/elpv.yaml), into
+runs/fewshot-anomaly/bench/elpv/<method>_k<k>/; kept in bench.json as "elpv/<method>".
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from fewshot_anomaly.data.datamodule import Synthetic
+from fewshot_anomaly.data.datamodule import ELPV, Synthetic
 from fewshot_anomaly.models.filters import gaussian_blur2d
 from fewshot_anomaly.models.padim import PaDiM
 from shared_utils.bench import (
@@ -46,6 +50,8 @@ METRICS = ("image_auroc", "pixel_auroc", "aupro", "image_f1max", "pixel_f1max")
 TRAIN_STEPS = 60
 BATCH = 16
 SCORING_SIZES = ("128", "256")  # strings: they are keys in bench.json
+REAL_SHOTS = ("1", "4", "16", "all")
+REAL_METRICS = ("image_auroc", "image_f1max", "image_auroc_uncertain")
 
 
 class ChildPeakMemory:
@@ -102,20 +108,24 @@ def images_per_second(run_dir: Path) -> float:
         return n_images / median_seconds(infer, repeats=3)
 
 
-def run_shot(method: str, k: str, extra: list[str]) -> dict:
-    """Fit + test one method with k training images per category, then time its inference."""
+def run_shot(method: str, k: str, extra: list[str], real: bool = False) -> dict:
+    """Fit + test one method with k training images per category, then (synthetic proxy) time its inference."""
     args = [f"--data.init_args.k_shot={k}", f"--data.init_args.batch_size={BATCH}",
             "--trainer.enable_model_summary=false"]
+    data = ELPV(batch_size=BATCH, k_shot=k if k == "all" else int(k)) if real else synthetic(
+        k_shot=k if k == "all" else int(k))
     if method in TRAINED:
-        n_train = len(synthetic(k_shot=k if k == "all" else int(k)).splits()["train"])
-        epochs = math.ceil(TRAIN_STEPS / math.ceil(n_train / BATCH))
+        epochs = math.ceil(TRAIN_STEPS / math.ceil(len(data.splits()["train"]) / BATCH))
         args += [f"--trainer.max_epochs={epochs}", f"--trainer.check_val_every_n_epoch={epochs}"]
+    configs = [HERE / "configs" / f"{method}.yaml", *([HERE / "configs" / "elpv.yaml"] if real else [])]
     with ChildPeakMemory() as memory:
-        run = run_config(PROJECT, [HERE / "configs" / f"{method}.yaml"], f"{method}_k{k}", [*args, *extra])
+        run = run_config(PROJECT, configs, f"{'elpv/' if real else ''}{method}_k{k}", [*args, *extra])
     # "fit s" leaves the test out: metrics.json's "seconds" is the duration of the run's last test.
     test_seconds = json.loads((run.run_dir / "metrics.json").read_text())["seconds"]
-    record = {"metrics": run.metrics, "fit_seconds": run.seconds - test_seconds,
-              "images_per_second": images_per_second(run.run_dir), "peak_mb": memory.mb}
+    record = {"metrics": run.metrics, "fit_seconds": run.seconds - test_seconds, "test_seconds": test_seconds,
+              "peak_mb": memory.mb, "n_train": len(data.splits()["train"]), "n_test": len(data.splits()["test"])}
+    if not real:
+        record["images_per_second"] = images_per_second(run.run_dir)
     for ckpt in (run.run_dir / "checkpoints").glob("*.ckpt"):
         ckpt.unlink()  # up to hundreds of MB each; the tables need only the numbers
     return record
@@ -164,6 +174,33 @@ def render(args: argparse.Namespace, store: Store) -> str:
         ["image size", "backbone ms", "scoring ms", "scoring / backbone"],
         [[size, fmt(ms["backbone"], 1), fmt(ms["scoring"], 1), fmt(ms["scoring"] / ms["backbone"], 2)]
          for size, ms in scoring.items()])
+    return text + render_real(store)
+
+
+def render_real(store: Store) -> str:
+    """The ELPV section (absent until `make bench ... ARGS="--real"` has run)."""
+    runs = [(method, k, shot) for method in METHODS for k, shot in store.data.get(f"elpv/{method}", {}).get(
+        "shots", {}).items()]
+    if not runs:
+        return ""
+    dates = sorted({store.data[f"elpv/{m}"]["date"] for m in METHODS if f"elpv/{m}" in store.data})
+    shot = runs[0][2]
+    text = (f"\n## Real data: ELPV solar cells (`ARGS=\"--real\"`, {', '.join(dates)})\n\n"
+            "configs/elpv.yaml on the `elpv-dataset` package: 128 px, grayscale replicated to RGB, the same "
+            "backbone and settings as above. Per cell type, half the normal cells (fixed seeded split) are test "
+            "cells with every defective (p = 1) cell; k-shot training and the 20 validation cells come from the "
+            f"other half (k=all: {shot['n_train']} training cells for both types together; test: "
+            f"{shot['n_test']} cells). `auroc unc.`: normal test cells against the experts' uncertain 1/3 and 2/3 "
+            "cells, kept out of the other metrics. No masks: no pixel metrics. fit s / test s: the run's `fit` "
+            "(without its test) and its test.\n\n")
+    header = ["method", "k"]
+    for category in ("mono", "poly"):
+        header += [f"{category} image_auroc", f"{category} image_f1max", f"{category} auroc unc."]
+    text += markdown_table(
+        [*header, "mean image_auroc", "fit s", "test s"],
+        [[method, k, *(fmt(shot["metrics"].get(f"test/{c}/{m}")) for c in ("mono", "poly") for m in REAL_METRICS),
+          fmt(shot["metrics"]["test/image_auroc"]), fmt(shot["fit_seconds"], 0), fmt(shot["test_seconds"], 0)]
+         for method, k, shot in runs])
     return text
 
 
@@ -172,13 +209,13 @@ def main() -> None:
     store = Store(HERE / "bench.json")
     for method in args.methods:
         shots = {}
-        for k in SHOTS:
-            print(f"== {method}, k={k}", flush=True)
-            shots[k] = run_shot(method, k, args.extra)
+        for k in REAL_SHOTS if args.real else SHOTS:
+            print(f"== {method}, k={k}{' (ELPV)' if args.real else ''}", flush=True)
+            shots[k] = run_shot(method, k, args.extra, real=args.real)
         record = {"shots": shots}
-        if method == "padim":  # the scoring table is PaDiM's: re-measured with its runs
+        if method == "padim" and not args.real:  # the scoring table is PaDiM's: re-measured with its runs
             record["scoring_ms"] = {size: padim_scoring_ms(int(size)) for size in SCORING_SIZES}
-        store.put(method, record)
+        store.put(f"elpv/{method}" if args.real else method, record)
     write_results(HERE / "RESULTS.md", render(args, store))
 
 

@@ -8,19 +8,28 @@ and batch 256). About 95 minutes on 2 cores.
 
 Each method's numbers are kept in bench.json, from which RESULTS.md is written; ``--only obs_aware dstformer``
 re-runs those methods and takes the others from bench.json (RESULTS.md then says which ran when).
+
+`make bench PROJECT=pose-forecasting ARGS="--real"` (after `make mocap-clips`): the real-clip tables instead,
+on the CMU ASF/AMC clip (configs/cmu_mocap.yaml) and the two BVH clips (configs/bvh.yaml): the baselines, and
+siMLPe, STS-GCN and the observation-aware model trained on the clips from scratch and fine-tuned from their
+proxy-trained weights (the best checkpoint of the latest bench/<method> run, trained first if there is none),
+each with about REAL_STEPS Adam steps of batch 64; kept in bench.json as "real/<method>".
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 import torch
+import yaml
 
-from pose_forecasting.data.datamodule import Synthetic
+from pose_forecasting.data.datamodule import Mocap, Synthetic
 from pose_forecasting.metrics import HORIZONS_MS
 from shared_utils.bench import (
     Store,
+    bench_dir,
     fmt,
     markdown_table,
     median_seconds,
@@ -29,7 +38,7 @@ from shared_utils.bench import (
     run_config,
     write_results,
 )
-from shared_utils.checkpoints import find_checkpoint, load_model
+from shared_utils.checkpoints import find_checkpoint, latest_run, load_model
 
 HERE = Path(__file__).resolve().parent
 PROJECT = "pose-forecasting"
@@ -52,6 +61,14 @@ ROBUSTNESS = [("none", "test/mpjpe_{}ms"), ("random 20%", "test/robust_random20_
               ("random 40%", "test/robust_random40_mpjpe_{}ms"), ("random 60%", "test/robust_random60_mpjpe_{}ms"),
               ("last 2", "test/robust_last2_mpjpe_{}ms"), ("last 4", "test/robust_last4_mpjpe_{}ms"),
               ("last 8", "test/robust_last8_mpjpe_{}ms")]
+
+
+# Real clips: (name, config, data root as the config gives it); the methods run on them, the trained ones twice.
+REAL_DATA = [("CMU ASF/AMC", "cmu_mocap"), ("BVH", "bvh")]
+REAL_METHODS = ["zero_velocity", "constant_velocity", "simlpe", "stsgcn", "obs_aware"]
+REAL_TRAINED = ["simlpe", "stsgcn", "obs_aware"]
+REAL_STEPS = 400
+REAL_BATCH = 64
 
 
 def latency_batch() -> dict:
@@ -140,6 +157,74 @@ def render(args: argparse.Namespace, store: Store) -> str:
         ["action", *METHODS],
         [[action, *(at_400_and_1000(r["metrics"], f"test_action/{action}/mpjpe_{{}}ms", 0) for _, r in rows)]
          for action in actions])
+    return text + render_real(store)
+
+
+def proxy_checkpoint(method: str, extra: list[str]) -> Path:
+    """The best checkpoint of the latest proxy run of ``method`` (bench/<method>), trained now if there is none."""
+    runs = bench_dir(PROJECT) / method
+    run = latest_run(runs) if runs.is_dir() else None
+    if run is None or not list((run / "checkpoints").glob("best*.ckpt")):
+        print(f"== {method}: no proxy-trained checkpoint under {runs}: training it on the proxy", flush=True)
+        run = run_config(PROJECT, [CONFIGS / f"{method}.yaml"], method, extra).run_dir
+    return find_checkpoint(run, "best")
+
+
+def real_run(method: str, data_config: str, variant: str, extra: list[str]) -> dict:
+    """Fit + test one method on the real clips of ``data_config``: ``variant`` "scratch" or "proxy" (fine-tuned
+    from the proxy-trained weights), "" for the training-free baselines."""
+    configs = [CONFIGS / f"{method}.yaml", CONFIGS / f"{data_config}.yaml"]
+    args = [f"--data.init_args.batch_size={REAL_BATCH}", "--trainer.enable_model_summary=false"]
+    data = Mocap(**yaml.safe_load((CONFIGS / f"{data_config}.yaml").read_text())["data"]["init_args"])
+    data.setup("fit")
+    data.setup("test")
+    windows = {split: len(data.datasets[split]) for split in ("train", "val", "test")}
+    if method in REAL_TRAINED:
+        # About REAL_STEPS steps whatever the data size; the config's LR milestones (set for its 8 proxy
+        # epochs) scaled to the epochs this takes; validation about 8 times.
+        epochs = math.ceil(REAL_STEPS / max(1, windows["train"] // REAL_BATCH))
+        milestones = yaml.safe_load((CONFIGS / f"{method}.yaml").read_text())["model"]["init_args"]["milestones"]
+        milestones = [max(1, round(m * epochs / 8)) for m in milestones]
+        args += [f"--trainer.max_epochs={epochs}", f"--model.init_args.milestones={milestones}",
+                 f"--trainer.check_val_every_n_epoch={max(1, epochs // 8)}"]
+        if variant == "proxy":
+            args.append(f"--model.init_args.init_from={proxy_checkpoint(method, extra)}")
+    name = f"real/{data_config}/{method}" + (f"_{variant}" if variant else "")
+    run = run_config(PROJECT, configs, name, [*args, *extra])
+    return {"metrics": run.metrics, "minutes": run.seconds / 60, "windows": windows,
+            "frames": {clip: len(joints) for clip, joints in data.clips().items()}}
+
+
+def render_real(store: Store) -> str:
+    """The real-clip section (absent until `make bench ... ARGS="--real"` has run)."""
+    rows = [(m, store.data[f"real/{m}"]) for m in REAL_METHODS if f"real/{m}" in store.data]
+    if not rows:
+        return ""
+    dates = sorted({r["date"] for _, r in rows})
+    text = (f"\n## Real motion capture (`ARGS=\"--real\"`, {', '.join(dates)})\n\n"
+            "Forward kinematics of real clips onto the 22 Human3.6M joints (root translation and rotation zeroed, "
+            "25 fps, `src/pose_forecasting/data/mocap.py`), 50 observed -> 25 future frames, every test window "
+            "scored. Split by time in each clip: frames [0, 65 %) train, [65 %, 80 %) validation, [80 %, 100 %) "
+            f"test. Trained methods: about {REAL_STEPS} Adam steps of batch {REAL_BATCH} with their proxy "
+            "config's optimiser, from scratch or fine-tuned from the proxy-trained weights (`ft`). MPJPE in mm "
+            "over the 22 joints (no 32-joint protocol here).\n\n")
+    for title, data_config in REAL_DATA:
+        results = [(m + ("" if v == "" else " ft" if v == "proxy" else ""), r[data_config][v])
+                   for m, r in rows if data_config in r for v in r[data_config]]
+        if not results:
+            continue
+        first = results[0][1]
+        frames = ", ".join(f"{clip}: {n}" for clip, n in first["frames"].items())
+        text += (f"### {title}: {sum(first['frames'].values())} frames at 25 fps ({frames}); windows train "
+                 f"{first['windows']['train']}, validation {first['windows']['val']}, test "
+                 f"{first['windows']['test']}\n\n")
+        text += markdown_table(
+            ["method", *(f"{h} ms" for h in HORIZONS_MS), "avg", "fit + test (min)"],
+            [[name, *(fmt(r["metrics"][f"test/mpjpe_{h}ms"], 1) for h in HORIZONS_MS),
+              fmt(r["metrics"]["test/mpjpe_avg"], 1), fmt(r["minutes"], 1)] for name, r in results]) + "\n"
+        text += f"Missing observed frames, MPJPE mm at 400 / 1000 ms ({title}):\n\n" + markdown_table(
+            ["method", *(condition for condition, _ in ROBUSTNESS)],
+            [[name, *(at_400_and_1000(r["metrics"], key) for _, key in ROBUSTNESS)] for name, r in results]) + "\n"
     return text
 
 
@@ -147,6 +232,18 @@ def main() -> None:
     args = parse_args(METHODS, description=__doc__.splitlines()[0])
     torch.set_num_threads(2)  # the latencies are those of 2 CPU threads, as in the Cost table, on any machine
     store = Store(HERE / "bench.json")
+    if args.real:
+        for method in [m for m in REAL_METHODS if m in args.methods]:
+            record = {}
+            for _, data_config in REAL_DATA:
+                variants = ["scratch", "proxy"] if method in REAL_TRAINED else [""]
+                record[data_config] = {}
+                for variant in variants:
+                    print(f"== {method} {variant} on {data_config}", flush=True)
+                    record[data_config][variant] = real_run(method, data_config, variant, args.extra)
+            store.put(f"real/{method}", record)
+        write_results(HERE / "RESULTS.md", render(args, store))
+        return
     batch = latency_batch()
     for name, config, method_args in RUNS:
         if name in args.methods:

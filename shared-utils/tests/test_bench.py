@@ -18,6 +18,10 @@ from shared_utils.bench import (
 from test_cli import CONFIG
 
 
+def test_parse_args_real_flag():
+    assert parse_args(["a"], ["--real", "--only", "a"]).real and not parse_args(["a"], []).real
+
+
 def test_parse_args_only_keeps_the_method_order():
     args = parse_args(["a", "b", "c"], ["--only", "c", "a", "--", "--trainer.max_epochs=1"])
     assert args.methods == ["a", "c"] and args.extra == ["--trainer.max_epochs=1"]

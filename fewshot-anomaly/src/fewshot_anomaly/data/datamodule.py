@@ -1,4 +1,5 @@
-"""LightningDataModules: MVTec AD, MVTec LOCO AD, VisA, and the synthetic proxy (MVTec layout).
+"""LightningDataModules: MVTec AD, MVTec LOCO AD, VisA, ELPV (real, from a package), and the synthetic proxy
+(MVTec layout).
 
 Splits, as the few-shot literature uses them:
 - train: ``k_shot`` normal training images per category (1, 2, 4, 8 or "all"), drawn with
@@ -9,11 +10,12 @@ Splits, as the few-shot literature uses them:
   ``validation/good``), each once as it is and once with a synthetic defect (scratch, hole,
   stain or foreign part, exact mask), so that thresholds and checkpoint selection have
   anomalies to work with. Never the test set.
-- test / predict: the official test split, all of it.
+- test / predict: the official test split, all of it (ELPV has none: its fixed split is in formats.elpv).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import random
 from pathlib import Path
 from typing import Literal
@@ -156,6 +158,44 @@ class VisA(AnomalyDataModule):
     """VisA (Zou et al., ECCV 2022): ``<root>/split_csv/1cls.csv`` lists the splits."""
 
     layout = "visa"
+
+
+class ELPV(AnomalyDataModule):
+    """ELPV (Buerhop-Lutz et al. 2018, Deitsch et al. 2019): 2,624 real electroluminescence images of solar
+    cells, 300 x 300 grayscale, one category per cell type (mono, poly); image-level labels only, so the pixel
+    metrics are NaN. Normal = defect probability 0, anomalous = 1; the uncertain 1/3 and 2/3 cells are scored
+    and reported apart (see ``formats.elpv``). The grayscale PNGs are decoded with OpenCV's IMREAD_COLOR,
+    which replicates the gray channel three times: the ImageNet backbone sees a gray RGB image, normalised
+    with its usual mean and std, the way anomalib and timm feed grayscale data.
+
+    Args:
+        root: a folder in the dataset's layout (``labels.csv`` + ``images/``); None (default): the ``data``
+            folder of the installed ``elpv-dataset`` package (``pip install -e "fewshot-anomaly[elpv]"``).
+        Other arguments: as ``AnomalyDataModule``.
+    """
+
+    layout = "elpv"
+
+    def __init__(self, root: str | None = None, category: str | list[str] = "all",
+                 k_shot: int | Literal["all"] = "all", image_size: int = 128, val_images: int = 20,
+                 batch_size: int = 16, num_workers: int = 0, seed: int = 0) -> None:
+        super().__init__(root or "", category, k_shot, image_size, val_images, batch_size, num_workers, seed)
+        self.root = None if root is None else Path(root)
+
+    def dataset_root(self) -> Path:
+        return self.root if self.root is not None else elpv_package_root()
+
+
+def elpv_package_root() -> Path:
+    """The ``data`` folder of the installed ``elpv-dataset`` wheel, located without importing the package
+    (its utils import Pillow, which the collection does not need)."""
+    spec = importlib.util.find_spec("elpv_dataset")
+    if spec is None or not spec.submodule_search_locations:
+        raise DatasetFormatError(
+            "the ELPV data comes from the optional extra [elpv] (package elpv-dataset), which is not installed: "
+            'pip install -e "fewshot-anomaly[elpv]" (or make install EXTRAS=elpv), or give '
+            "--data.init_args.root=<folder with labels.csv and images/>")
+    return Path(next(iter(spec.submodule_search_locations))) / "data"
 
 
 class Synthetic(MVTecAD):

@@ -8,6 +8,10 @@
 - VisA (Zou et al., "SPot-the-Difference Self-Supervised Pre-training for Anomaly Detection and
   Segmentation", ECCV 2022): the split file ``<root>/split_csv/1cls.csv`` shipped with the dataset lists
   every image and mask relative to ``<root>``.
+- ELPV (Buerhop-Lutz et al., "A Benchmark for Visual Identification of Defective Solar Cells in
+  Electroluminescence Imagery", EU PVSEC 2018; Deitsch et al., Solar Energy 2019): ``<root>/labels.csv``
+  (whitespace-separated ``images/cellNNNN.png probability type``) beside ``<root>/images/``, the layout of
+  the dataset's repository and of the ``elpv-dataset`` package's ``data`` folder. No masks: image level only.
 
 Each builder returns a sorted list of :class:`Sample` (paths only, nothing is decoded here) so that the
 same :class:`~fewshot_anomaly.data.dataset.AnomalyDataset` reads all three. A missing or malformed layout
@@ -18,6 +22,7 @@ was found: never an empty list, never a silently skipped image.
 from __future__ import annotations
 
 import csv
+import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +39,12 @@ VISA_LAYOUT = (
     "with images and masks under <root>/<category>/Data/{Images,Masks}"
 )
 VISA_COLUMNS = ("object", "split", "label", "image", "mask")
+ELPV_LAYOUT = ("ELPV layout <root>/labels.csv (lines 'images/cellNNNN.png <defect probability> <mono|poly>') "
+               "with the images under <root>/images")
+# Half of each cell type's normal cells are test cells, the same for every seed and k (a fixed split, as a
+# benchmark's test set is): the other half is the pool of k-shot training and validation cells.
+ELPV_TEST_NORMAL_FRACTION = 0.5
+ELPV_SPLIT_SEED = "elpv-split-v1"
 # MVTec AD and LOCO ship PNGs only; anything else in their folders (e.g. a stray .DS_Store) is not an image.
 PNG = ".png"
 
@@ -44,7 +55,7 @@ class Sample:
 
     image: Path
     masks: tuple[Path, ...]  # empty for normal images; several are ORed (MVTec LOCO)
-    label: int  # 0 normal, 1 anomalous
+    label: int  # 0 normal, 1 anomalous, -1 uncertain (ELPV's 1/3 and 2/3 cells: reported apart from the metrics)
     defect: str  # "good" or the defect type
     category: str
 
@@ -210,13 +221,77 @@ def visa(root: str | Path, category: str, split: str) -> list[Sample]:
     return sorted(samples, key=lambda s: s.image)
 
 
+def elpv_cells(root: str | Path) -> list[tuple[Path, float, str, int]]:
+    """``(image, defect probability, cell type, line number)`` of every line of ``<root>/labels.csv``.
+
+    The probabilities are the experts' 0, 1/3, 2/3 and 1; anything else, a missing image or a short line is
+    an error naming the line.
+    """
+    root = Path(root)
+    labels = root / "labels.csv"
+    if not labels.is_file():
+        raise _not_found(labels, root, ELPV_LAYOUT)
+    cells = []
+    for number, line in enumerate(labels.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        fields = line.split()
+        where = f"{labels} line {number}"
+        if len(fields) != 3:
+            raise DatasetFormatError(f"{where}: expected 'path probability type' ({ELPV_LAYOUT}), got {line!r}")
+        path, probability, cell_type = fields
+        try:
+            p = float(probability)
+        except ValueError:
+            raise DatasetFormatError(f"{where}: probability {probability!r} is not a number") from None
+        if not any(abs(p - level) < 1e-6 for level in (0, 1 / 3, 2 / 3, 1)):
+            raise DatasetFormatError(f"{where}: probability {probability} is none of 0, 1/3, 2/3, 1")
+        image = root / path
+        if not image.is_file():
+            raise DatasetFormatError(f"{where}: image {image} not found (expected the {ELPV_LAYOUT})")
+        cells.append((image, p, cell_type, number))
+    if not cells:
+        raise DatasetFormatError(f"{labels} lists no cell: expected the {ELPV_LAYOUT}")
+    return cells
+
+
+def elpv(root: str | Path, category: str, split: str) -> list[Sample]:
+    """Index ELPV for one cell type (``mono`` or ``poly``, the "category").
+
+    Labels: probability 0 is normal (0), 1 is anomalous (1, defect ``"defective"``), and the experts'
+    uncertain 1/3 and 2/3 cells get label -1 with the defect ``"p033"`` / ``"p067"``: they are test cells
+    scored and reported on their own (``image_auroc_uncertain``), outside the main metrics. ``train`` is
+    the pool of normal cells (k-shot draw and validation); ``test`` the other normal cells
+    (``ELPV_TEST_NORMAL_FRACTION``, a fixed seeded draw) and every defective and uncertain cell.
+    """
+    _check_split(split, ("train", "test"), "ELPV")
+    cells = [c for c in elpv_cells(root) if c[2] == category]
+    if not cells:
+        raise DatasetFormatError(f"{Path(root) / 'labels.csv'} has no cell of type {category!r}: types present "
+                                 f"{list_categories(root, 'elpv')}")
+    normal = sorted(image for image, p, _, _ in cells if p == 0)
+    random.Random(f"{ELPV_SPLIT_SEED}/{category}").shuffle(normal)
+    n_test = round(len(normal) * ELPV_TEST_NORMAL_FRACTION)
+    if split == "train":
+        return [Sample(image, (), 0, "good", category) for image in sorted(normal[n_test:])]
+    samples = [Sample(image, (), 0, "good", category) for image in normal[:n_test]]
+    for image, p, _, _ in cells:
+        if p == 1:
+            samples.append(Sample(image, (), 1, "defective", category))
+        elif p > 0:
+            samples.append(Sample(image, (), -1, f"p{round(100 * p):03d}", category))
+    return sorted(samples, key=lambda s: s.image)
+
+
 LAYOUTS: dict[str, Callable[[str | Path, str, str], list[Sample]]] = {
     "mvtec_ad": mvtec_ad,
     "mvtec_loco": mvtec_loco,
     "visa": visa,
+    "elpv": elpv,
 }
 # What each layout looks like on disk, for error messages.
-LAYOUT_DESCRIPTIONS = {"mvtec_ad": MVTEC_AD_LAYOUT, "mvtec_loco": MVTEC_LOCO_LAYOUT, "visa": VISA_LAYOUT}
+LAYOUT_DESCRIPTIONS = {"mvtec_ad": MVTEC_AD_LAYOUT, "mvtec_loco": MVTEC_LOCO_LAYOUT, "visa": VISA_LAYOUT,
+                       "elpv": ELPV_LAYOUT}
 # The folder that marks a category in each layout; it tells categories apart from licence and readme files
 # (MVTec) and from split_csv (VisA).
 _CATEGORY_MARKER = {"mvtec_ad": "train", "mvtec_loco": "train", "visa": "Data"}
@@ -230,5 +305,7 @@ def list_categories(root: str | Path, layout: str) -> list[str]:
     if not root.is_dir():
         raise DatasetFormatError(f"dataset root {root} not found: expected the {LAYOUT_DESCRIPTIONS[layout]}; "
                                  f"{folder_listing(root)}")
+    if layout == "elpv":  # the cell types named in labels.csv
+        return sorted({cell_type for _, _, cell_type, _ in elpv_cells(root)})
     marker = _CATEGORY_MARKER[layout]
     return sorted(p.name for p in root.iterdir() if (p / marker).is_dir())

@@ -19,7 +19,8 @@ validation set; the statistics are finalised before the first validation batch i
 module reaches into neither trainer nor datamodule for data. Validation uses held-out
 normal images plus synthetic defects (never the test set); the best checkpoint follows
 ``val/image_auroc``. Test logs ``test/<metric>`` (mean over categories) and
-``test/<category>/<metric>``; predict writes each anomaly map as float32 ``.npy`` and
+``test/<category>/<metric>``, plus, where the data has uncertain images (label -1, ELPV), their image
+AUROC against the normal ones (``image_auroc_uncertain`` and one per uncertain kind); predict writes each anomaly map as float32 ``.npy`` and
 ``predictions.csv`` (image_path, score, label) into the run directory.
 """
 
@@ -34,7 +35,7 @@ import torch
 from lightning.pytorch import LightningModule
 from torch import Tensor, nn
 
-from fewshot_anomaly.metrics import AnomalyMetrics
+from fewshot_anomaly.metrics import AnomalyMetrics, auroc
 from shared_utils.logging import heatmap_overlay, image_grid, log_image
 
 METRICS = ("image_auroc", "pixel_auroc", "aupro", "image_f1max", "pixel_f1max")
@@ -73,6 +74,7 @@ class AnomalyModule(LightningModule):
         if categories is not None:
             self.add_categories(categories)
         self._metrics: dict[str, AnomalyMetrics] = {}
+        self._uncertain: dict[str, list[tuple[str, float]]] = {}  # (defect, image score) of label -1 images
         self._thresholds: dict[str, float] = {}  # F1-optimal pixel threshold per category, from validation
         self._shown: dict[str, int] = {}  # test images drawn so far, per category and label
         self._picture = 0  # TensorBoard step of the next picture
@@ -145,24 +147,44 @@ class AnomalyModule(LightningModule):
     def _evaluate(self, batch: dict, stage: str) -> None:
         for category, idx in self._by_category(batch):
             maps, scores = self.models[category](batch["image"][idx])
+            labels = batch["label"][idx]
+            certain = labels >= 0
+            # Label -1 (ELPV's uncertain cells): scored, kept apart, out of the metrics of the 0/1 labels.
+            for k in torch.nonzero(~certain).flatten().tolist():
+                self._uncertain.setdefault(category, []).append((batch["defect"][int(idx[k])], float(scores[k])))
             metric = self._metrics.setdefault(category, AnomalyMetrics())
-            metric.update(maps.cpu(), scores.cpu(), batch["mask"][idx].cpu(), batch["label"][idx].cpu())
+            metric.update(maps[certain].cpu(), scores[certain].cpu(), batch["mask"][idx][certain].cpu(),
+                          labels[certain].cpu())
             if stage == "test":
                 self._visualize(batch, idx, maps, category)
 
+    def _uncertain_auroc(self, category: str) -> dict[str, float]:
+        """Image AUROC of the category's normal images against its uncertain ones: all of them
+        (``image_auroc_uncertain``) and each uncertain kind (``image_auroc_<defect>``)."""
+        metric, uncertain = self._metrics[category], self._uncertain.get(category, [])
+        normal = torch.cat(metric.scores)[~torch.cat(metric.labels)].numpy()
+        if not uncertain or not len(normal):
+            return {}
+        groups = {"uncertain": [s for _, s in uncertain]}
+        for defect, score in uncertain:
+            groups.setdefault(defect, []).append(score)
+        return {f"image_auroc_{name}": auroc(np.r_[normal, scores], np.r_[np.zeros(len(normal)), np.ones(len(scores))])
+                for name, scores in groups.items()}
+
     def _log_metrics(self, stage: str) -> None:
-        per_category = {c: m.compute() for c, m in sorted(self._metrics.items())}
+        per_category = {c: {**m.compute(), **self._uncertain_auroc(c)} for c, m in sorted(self._metrics.items())}
         logged = {}
-        for name in METRICS:
-            values = [v[name] for v in per_category.values()]
+        names = list(dict.fromkeys(n for values in per_category.values() for n in values))
+        for name in names:
+            values = [v.get(name, float("nan")) for v in per_category.values()]
             logged[f"{stage}/{name}"] = float(np.nanmean(values)) if not np.all(np.isnan(values)) else float("nan")
             if len(per_category) > 1:
-                logged.update({f"{stage}/{c}/{name}": v[name] for c, v in per_category.items()})
+                logged.update({f"{stage}/{c}/{name}": v[name] for c, v in per_category.items() if name in v})
         self.log_dict(logged)
         if stage == "val":
             # A threshold per category for the pictures: the F1-optimal one on validation.
             self._thresholds = {c: m.f1_threshold() for c, m in self._metrics.items()}
-        self._metrics = {}
+        self._metrics, self._uncertain = {}, {}
 
     def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 1) -> None:
         if dataloader_idx == STATISTICS_LOADER:

@@ -1,4 +1,5 @@
-"""LightningDataModules: Human3.6M, its synthetic proxy (same format, same loader) and AMASS.
+"""LightningDataModules: Human3.6M, its synthetic proxy (same format, same loader), AMASS and real
+motion-capture clips (ASF/AMC, BVH).
 
 A batch is a dict:
 
@@ -27,7 +28,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from pose_forecasting.data import h36m
 from pose_forecasting.data.skeleton import JOINTS_USED
-from shared_utils.datasets import DatasetFormatError
+from shared_utils.datasets import DatasetFormatError, folder_listing
 
 Key = tuple
 
@@ -73,6 +74,7 @@ class PoseDataModule(LightningDataModule):
 
     joints: np.ndarray = JOINTS_USED
     keep_full = False  # the 32-joint ground truth for the Human3.6M evaluation protocol
+    val_stride = 10  # validation windows are taken every val_stride frames
 
     def __init__(self, root: str, protocol: str = "256", input_frames: int = 50, output_frames: int = 25,
                  train_stride: int = 2, reverse_prob: float = 0.5, batch_size: int = 256, num_workers: int = 0,
@@ -104,7 +106,7 @@ class PoseDataModule(LightningDataModule):
             if split == "test":
                 index = self.test_windows(sequences)
             else:
-                stride = self.train_stride if split == "train" else 10
+                stride = self.train_stride if split == "train" else self.val_stride
                 index = h36m.windows(sequences, self.input_frames, self.output_frames, "all", stride)
             self.datasets[split] = PoseWindows(
                 sequences, index, self.input_frames, self.output_frames, self.joints, self.keep_full,
@@ -215,4 +217,80 @@ class AMASS(PoseDataModule):
         if not sequences:
             raise DatasetFormatError(f"{self.root}: no AMASS sequence of the {split!r} split has "
                                      f"{self.input_frames + self.output_frames} frames at 25 fps")
+        return sequences
+
+
+class Mocap(PoseDataModule):
+    """Real motion-capture clips, Acclaim ASF/AMC (CMU Mocap) or BVH, from a folder (searched recursively):
+    forward kinematics, 25 fps, the 22 Human3.6M joints (:mod:`pose_forecasting.data.mocap`).
+
+    Split by time within every clip, so that no test window overlaps training: the first ``train_fraction``
+    of each clip is for fitting, of which the last ``val_fraction`` of the clip is held out for validation
+    (checkpoint choice); the rest of the clip is the test part. Windows are cut inside each part; every test
+    window is scored (protocol "all"), validation windows at stride 1 (the parts are short).
+
+    Args:
+        root: folder of ``.amc`` (with their ``.asf``) and/or ``.bvh`` clips; a relative path is taken from
+            the collection root (``make mocap-clips`` writes ``data/mocap/{cmu,bvh}``).
+        units: metres per BVH file unit (0.01: centimetres; Acclaim files give their own units).
+        fps: frame rate of the AMC clips, which the files do not record (CMU: 120).
+        joint_map: overrides of the joint mapping, {Human3.6M joint name: clip point name}.
+    """
+
+    joints = np.arange(len(JOINTS_USED))  # the clips are loaded as the 22 joints already
+    val_stride = 1
+
+    def __init__(self, root: str, units: float = 0.01, fps: float = 120.0, joint_map: dict[str, str] | None = None,
+                 train_fraction: float = 0.8, val_fraction: float = 0.15, protocol: str = "all", **kwargs) -> None:
+        if protocol != "all":
+            raise ValueError("data.init_args.protocol: mocap clips are evaluated on all windows ('all')")
+        if not 0 < val_fraction < train_fraction < 1:
+            raise ValueError(f"need 0 < val_fraction < train_fraction < 1, got {val_fraction}, {train_fraction}")
+        super().__init__(root, protocol=protocol, **kwargs)
+        self.units, self.fps, self.joint_map = units, fps, joint_map
+        self.train_fraction, self.val_fraction = train_fraction, val_fraction
+        self._clips: dict[str, np.ndarray] | None = None
+
+    def clip_paths(self) -> list[Path]:
+        from shared_utils.paths import anchored
+
+        root = anchored(self.root)
+        if not root.is_dir():
+            raise DatasetFormatError(f"mocap root {root} not found: expected a folder of .amc (+ .asf) or .bvh "
+                                     "clips (make mocap-clips writes data/mocap/cmu and data/mocap/bvh)")
+        paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in (".amc", ".bvh"))
+        if not paths:
+            raise DatasetFormatError(f"{root}: no .amc or .bvh clip; {folder_listing(root)}")
+        return paths
+
+    def check(self) -> None:
+        self.clips()
+
+    def clips(self) -> dict[str, np.ndarray]:
+        """``{clip name (relative path): (T, 22, 3) metres at 25 fps}``, read once."""
+        if self._clips is None:
+            from pose_forecasting.data.mocap import load_clip
+            from shared_utils.paths import anchored
+
+            root = anchored(self.root)
+            self._clips = {str(p.relative_to(root)): load_clip(p, self.units, self.fps, self.joint_map)
+                           for p in self.clip_paths()}
+        return self._clips
+
+    def parts(self, frames: int) -> dict[str, slice]:
+        """The frames of each split in a clip of ``frames`` frames."""
+        fit_end = round(frames * self.train_fraction)
+        val_start = round(frames * (self.train_fraction - self.val_fraction))
+        return {"train": slice(0, val_start), "val": slice(val_start, fit_end), "test": slice(fit_end, frames)}
+
+    def load(self, split: str) -> dict[Key, np.ndarray]:
+        length = self.input_frames + self.output_frames
+        sequences = {}
+        for name, joints in self.clips().items():
+            part = joints[self.parts(len(joints))[split]]
+            if len(part) >= length:  # a part shorter than a window has none
+                sequences[("mocap", name, 0)] = part
+        if not sequences:
+            raise DatasetFormatError(f"{self.root}: no clip has a {split!r} part of {length} frames at 25 fps "
+                                     f"(clip lengths: { {n: len(j) for n, j in self.clips().items()} })")
         return sequences

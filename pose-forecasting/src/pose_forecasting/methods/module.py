@@ -15,7 +15,9 @@ The model is injected (``model: class_path ...`` in the YAML); the module owns w
 - models with uncertainty (:class:`~pose_forecasting.models.interfaces.UncertainForecaster`) are also
   scored on the 95 % coverage of their predicted per-joint Gaussian;
 - ``weights``: an official checkpoint for the wrapped model (siMLPe's released ``.pth``, current or old
-  key names), loaded before fitting or testing.
+  key names), loaded before fitting or testing;
+- ``init_from``: a checkpoint of this project whose model weights start a fit (fine-tuning, e.g. the
+  real-clip runs of ``make bench ARGS="--real"`` from the proxy-trained weights).
 
 What the module asks of a model comes from its type (``models/interfaces.py``). Mask-unaware forecasters
 get the history with missing frames filled by linear interpolation (:func:`data.masking.fill_missing`);
@@ -58,7 +60,7 @@ class ForecastModule(LightningModule):
     def __init__(self, model: PoseModel, lr: float = 3e-4, weight_decay: float = 1e-4,
                  milestones: list[int] | None = None, gamma: float = 0.1, train_missing: float = 0.0,
                  train_missing_tail: int = 0, robustness: bool = True, weights: str | None = None,
-                 optimizer: str = "adam") -> None:
+                 optimizer: str = "adam", init_from: str | None = None) -> None:
         super().__init__()
         if optimizer not in OPTIMIZERS:
             raise ValueError(f"model.init_args.optimizer={optimizer!r}: expected one of {sorted(OPTIMIZERS)}")
@@ -72,6 +74,27 @@ class ForecastModule(LightningModule):
         self._estimate: list[Tensor] = []
         self._coverage: list[Tensor] = []
         self._predictions: list[dict] = []
+
+    def on_fit_start(self) -> None:
+        # Fine-tuning: `init_from` (a .ckpt of this project, e.g. proxy-trained) sets the starting weights of a
+        # new fit; a resumed fit (--ckpt_path) keeps its own, and test/predict never read the file.
+        if self.hparams.init_from is not None and self.trainer.ckpt_path is None:
+            self.init_model_from(self.hparams.init_from)
+
+    def init_model_from(self, path: str) -> None:
+        """Load the wrapped model's weights from a checkpoint of this project (errors name the file)."""
+        from pathlib import Path
+
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"model.init_args.init_from={path}: no such checkpoint file")
+        state = torch.load(path, map_location="cpu", weights_only=False).get("state_dict", {})
+        weights = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
+        missing, unexpected = self.model.load_state_dict(weights, strict=False)
+        if missing or unexpected or not weights:
+            raise ValueError(f"model.init_args.init_from={path}: its model does not fit {type(self.model).__name__} "
+                             f"as configured (missing {missing[:5]}, unexpected {unexpected[:5]}): fine-tune from a "
+                             "checkpoint of the same method and settings")
+        print(f"init_from: {type(self.model).__name__} weights from {path}")
 
     # -- forward with masks -------------------------------------------------------------------------
 
