@@ -120,3 +120,18 @@ def test_uncertain_auroc_hand_worked() -> None:
     assert values == pytest.approx({"image_auroc_uncertain": 6 / 9, "image_auroc_p033": 1 / 3,
                                     "image_auroc_p067": 5 / 6})
     assert module._metrics["mono"].compute()["image_auroc"] == 1.0  # the uncertain images are not in it
+
+
+def test_bench_renders_the_elpv_table_once_it_exists(tmp_path: Path) -> None:
+    from shared_utils.bench import Store, load_bench, parse_args
+
+    bench = load_bench(Path(__file__).resolve().parents[1] / "bench.py")
+    store = Store(tmp_path / "bench.json")
+    store.data = {k: v for k, v in Store(Path(bench.__file__).parent / "bench.json").data.items() if "/" not in k}
+    args = parse_args(bench.METHODS, [])
+    assert "ELPV" not in bench.render(args, store)  # a clone that never ran --real renders without it
+    metrics = {f"test/{c}/{m}": 0.5 for c in ("mono", "poly") for m in bench.REAL_METRICS} | {"test/image_auroc": 0.5}
+    shot = {"metrics": metrics, "fit_seconds": 1.0, "test_seconds": 2.0, "n_train": 714, "n_test": 2117}
+    store.data["elpv/padim"] = {"shots": {k: shot for k in bench.REAL_SHOTS}, "date": "2026-12-06"}
+    text = bench.render(args, store)
+    assert "## Real data: ELPV" in text and "| padim | 16 | 0.500 | 0.500 | 0.500 | 0.500 | 0.500 | 0.500 | 0.500 | 1 | 2 |" in text

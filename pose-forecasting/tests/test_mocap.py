@@ -301,3 +301,20 @@ def test_init_from_fine_tunes_from_a_checkpoint(tmp_path: Path, monkeypatch) -> 
         assert torch.equal(a, b), name
     with pytest.raises(FileNotFoundError, match="init_from=nowhere.ckpt"):
         project_cli(["fit", *common, "--model.init_args.init_from=nowhere.ckpt"])
+
+
+def test_bench_renders_the_real_tables_once_they_exist(tmp_path: Path) -> None:
+    from shared_utils.bench import Store, load_bench, parse_args
+
+    bench = load_bench(Path(__file__).resolve().parents[1] / "bench.py")
+    store = Store(tmp_path / "bench.json")
+    store.data = {k: v for k, v in Store(Path(bench.__file__).parent / "bench.json").data.items() if "/" not in k}
+    args = parse_args(bench.METHODS, [])
+    assert "Real motion capture" not in bench.render(args, store)
+    metrics = {key.format(h): 10.0 for _, key in bench.ROBUSTNESS for h in bench.HORIZONS_MS} | {"test/mpjpe_avg": 10.0}
+    run = {"metrics": metrics, "minutes": 1.0, "windows": {"train": 3, "val": 2, "test": 1}, "frames": {"a.bvh": 9}}
+    store.data["real/simlpe"] = {"cmu_mocap": {"scratch": run, "proxy": run}, "bvh": {"scratch": run, "proxy": run},
+                                 "date": "2026-12-06"}
+    text = bench.render(args, store)
+    assert "## Real motion capture" in text and "### BVH: 9 frames at 25 fps (a.bvh: 9); windows train 3" in text
+    assert "| simlpe ft | 10.0 |" in text and "| simlpe | 10.0 |" in text
