@@ -318,3 +318,11 @@ def test_bench_renders_the_real_tables_once_they_exist(tmp_path: Path) -> None:
     text = bench.render(args, store)
     assert "## Real motion capture" in text and "### BVH: 9 frames at 25 fps (a.bvh: 9); windows train 3" in text
     assert "| simlpe ft | 10.0 |" in text and "| simlpe | 10.0 |" in text
+
+
+def test_namespaced_names_map_like_plain_ones(tmp_path: Path) -> None:
+    """Mixamo writes `mixamorig:LeftLeg`: matched without the prefix (and without case)."""
+    text = walking_bvh(100)
+    plain = load_clip(write(tmp_path / "plain.bvh", text))
+    prefixed = load_clip(write(tmp_path / "rig.bvh", text.replace("JOINT ", "JOINT rig:").replace("ROOT ", "ROOT rig:")))
+    np.testing.assert_array_equal(plain, prefixed)

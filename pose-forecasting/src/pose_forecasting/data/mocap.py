@@ -55,7 +55,7 @@ H36M_FROM_ACCLAIM = {
     "RightHandThumbSite": "rthumb", "RightWristEnd": "rhand",
 }
 # Human3.6M joint -> BVH joint candidates, first present wins: the CMU BVH names (which Human3.6M's own names
-# follow), then those of the bvhtools clips (LeftToe) and of 19-joint rigs (LeftKnee, LeftWrist). A rig without
+# follow), then those of the bvhtools clips (LeftToe), of Mixamo (HeadTop_End) and of 19-joint rigs (LeftKnee). A rig without
 # toe tips, head tops or thumbs falls back on the End Site of the joint above (e.g. HeadSite = Head_end).
 H36M_FROM_BVH = {
     side + name: [c.format(side=side, s=side[0]) for c in candidates]
@@ -64,14 +64,15 @@ H36M_FROM_BVH = {
         "Leg": ["{side}Leg", "{side}Knee"],
         "Foot": ["{side}Foot", "{side}Ankle"],
         "ToeBase": ["{side}ToeBase", "{side}Toe", "{side}Foot_end", "{side}Ankle_end"],
-        "ToeSite": ["{side}ToeBase_end", "{side}Toe_end", "{side}Foot_end", "{side}Ankle_end"],
+        "ToeSite": ["{side}ToeBase_end", "{side}Toe_end", "{side}Toe_End", "{side}Foot_end", "{side}Ankle_end"],
         "Arm": ["{side}Arm", "{side}Shoulder"],
         "ForeArm": ["{side}ForeArm", "{side}Elbow"],
         "Hand": ["{side}Hand", "{side}Wrist"],
-        "HandThumbSite": ["{s}Thumb_end", "{side}HandThumb_end", "{side}Hand_end", "{side}Wrist_end"],
+        "HandThumbSite": ["{s}Thumb_end", "{side}HandThumb_end", "{side}HandThumb3_end", "{side}Hand_end",
+                          "{side}Wrist_end"],
         "WristEnd": ["{side}HandIndex1", "{side}FingerBase", "{side}Hand_end", "{side}Wrist_end"],
     }.items()
-} | {"Spine1": ["Spine1", "Chest"], "Neck": ["Neck"], "Head": ["Head"], "HeadSite": ["Head_end"]}
+} | {"Spine1": ["Spine1", "Chest"], "Neck": ["Neck"], "Head": ["Head"], "HeadSite": ["Head_end", "HeadTop_End"]}
 
 
 def rotation(axis: str, degrees: np.ndarray) -> np.ndarray:
@@ -104,13 +105,17 @@ def resample(positions: np.ndarray, fps: float, target_fps: float = FPS) -> np.n
 
 
 def to_h36m(names: list[str], positions: np.ndarray, table: dict, path: Path) -> np.ndarray:
-    """``(F, 22, 3)``: the points of ``table`` (H36M name -> point name or candidates) in JOINTS_USED order."""
+    """``(F, 22, 3)``: the points of ``table`` (H36M name -> point name or candidates) in JOINTS_USED order.
+    Names match exactly, else without case and without a namespace prefix (Mixamo's ``mixamorig:LeftLeg``)."""
     index = {n: i for i, n in enumerate(names)}
+    for i, n in enumerate(names):
+        index.setdefault(n.split(":")[-1].lower(), i)
     chosen, missing = [], []
     for joint in USED_NAMES:
         candidates = table.get(joint, [])
         candidates = [candidates] if isinstance(candidates, str) else candidates
         found = next((c for c in candidates if c in index), None)
+        found = found or next((c.lower() for c in candidates if c.lower() in index), None)
         if found is None:
             missing.append(f"{joint} (tried {candidates})")
         chosen.append(found)
