@@ -190,7 +190,8 @@ def render_real(store: Store) -> str:
             "backbone and settings as above. Per cell type, half the normal cells (fixed seeded split) are test "
             "cells with every defective (p = 1) cell; k-shot training and the 20 validation cells come from the "
             f"other half (k=all: {shot['n_train']} training cells, both types together; test: "
-            f"{shot['n_test']} cells, the uncertain ones included). `auroc unc.`: normal test cells against the experts' uncertain 1/3 and 2/3 "
+            f"{shot['n_test']} cells, the uncertain ones included). `auroc unc.`: normal test cells against the "
+            "experts' uncertain 1/3 and 2/3 "
             "cells, kept out of the other metrics. No masks: no pixel metrics. fit s / test s: the run's `fit` "
             "(without its test) and its test.\n\n")
     header = ["method", "k"]

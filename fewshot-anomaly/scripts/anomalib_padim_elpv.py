@@ -18,7 +18,8 @@ random channel draw from the rest.
 
 Metrics (anomalib.metrics.AUROC and F1Max, i.e. torchmetrics' BinaryROC + auc and BinaryPrecisionRecallCurve): image
 AUROC and F1-max of normal (0) vs defective (1) cells; image_auroc_uncertain: normal vs uncertain (-1) cells.
-Scores are min-max rescaled to [0, 1] first (torchmetrics would sigmoid them). Non-finite scores give null metrics (anomalib's 1-shot covariance divides by N - 1 = 0).
+Scores are min-max rescaled to [0, 1] first (torchmetrics would sigmoid them). Non-finite scores give null metrics
+(anomalib's 1-shot covariance divides by N - 1 = 0).
 
 Side environment (/tmp/anomalib-env: Python 3.11, anomalib 2.7.0, torch, torchvision, timm), plus:
     /tmp/anomalib-env/bin/python -m pip install --no-deps elpv-dataset==1.0.0.post1 \
@@ -138,7 +139,8 @@ def main() -> None:
             results.setdefault(k, {})[category] = row
             print(f"k={k} {category}: {json.dumps(row)} ({time.time() - start:.0f} s)", flush=True)
     out = {"anomalib_version": anomalib.__version__, "torch_version": torch.__version__,
-           "command": f"{sys.executable} {' '.join(sys.argv)}", "date": datetime.datetime.now().isoformat(" ", "seconds"),
+           "command": f"{sys.executable} {' '.join(sys.argv)}",
+           "date": datetime.datetime.now().isoformat(" ", "seconds"),
            "seconds": round(time.time() - start), "ours_args": OURS_ARGS,
            "channels_shared_by_anomalib_idx_and_ours": f"{overlap}/{OURS_ARGS['d']}", "results": results}
     (HERE / "anomalib_padim_elpv.json").write_text(json.dumps(out, indent=2) + "\n")

@@ -258,7 +258,7 @@ def test_split_by_time_has_no_overlap(tmp_path: Path) -> None:
     data.setup("fit")
     data.setup("test")
     assert sorted(data.clips()) == ["a.bvh", "sub/b.bvh"]
-    for name, joints in data.clips().items():
+    for joints in data.clips().values():
         parts = data.parts(len(joints))
         assert parts["train"].stop == parts["val"].start and parts["val"].stop == parts["test"].start
         assert parts["test"].start == round(0.8 * len(joints)) and parts["test"].stop == len(joints)
@@ -291,7 +291,8 @@ def test_init_from_fine_tunes_from_a_checkpoint(tmp_path: Path, monkeypatch) -> 
     monkeypatch.chdir(tmp_path)
     write(tmp_path / "clips" / "a.bvh", walking_bvh(600))
     common = ["--config", str(CONFIGS / "simlpe.yaml"), "--config", str(CONFIGS / "bvh.yaml"),
-              f"--data.init_args.root={tmp_path / 'clips'}", "--trainer.max_epochs=1", "--trainer.limit_train_batches=2",
+              f"--data.init_args.root={tmp_path / 'clips'}", "--trainer.max_epochs=1",
+              "--trainer.limit_train_batches=2",
               "--model.init_args.model.init_args.num_blocks=2"]
     first = project_cli(["fit", *common]).model
     ckpt = next(Path("runs/pose-forecasting/simlpe/version_0/checkpoints").glob("best*.ckpt"))
@@ -324,5 +325,6 @@ def test_namespaced_names_map_like_plain_ones(tmp_path: Path) -> None:
     """Mixamo writes `mixamorig:LeftLeg`: matched without the prefix (and without case)."""
     text = walking_bvh(100)
     plain = load_clip(write(tmp_path / "plain.bvh", text))
-    prefixed = load_clip(write(tmp_path / "rig.bvh", text.replace("JOINT ", "JOINT rig:").replace("ROOT ", "ROOT rig:")))
+    namespaced = text.replace("JOINT ", "JOINT rig:").replace("ROOT ", "ROOT rig:")
+    prefixed = load_clip(write(tmp_path / "rig.bvh", namespaced))
     np.testing.assert_array_equal(plain, prefixed)

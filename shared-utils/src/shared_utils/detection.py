@@ -83,7 +83,8 @@ def focal_loss(logits: Tensor, target: Tensor) -> Tensor:
 
 
 def _head(channels: int, out: int, bias: float = 0.0) -> nn.Sequential:
-    head = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(channels, out, 1))
+    head = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(inplace=True),
+                         nn.Conv2d(channels, out, 1))
     nn.init.constant_(head[-1].bias, bias)
     return head
 

@@ -20,7 +20,8 @@ module reaches into neither trainer nor datamodule for data. Validation uses hel
 normal images plus synthetic defects (never the test set); the best checkpoint follows
 ``val/image_auroc``. Test logs ``test/<metric>`` (mean over categories) and
 ``test/<category>/<metric>``, plus, where the data has uncertain images (label -1, ELPV), their image
-AUROC against the normal ones (``image_auroc_uncertain`` and one per uncertain kind); predict writes each anomaly map as float32 ``.npy`` and
+AUROC against the normal ones (``image_auroc_uncertain`` and one per uncertain kind); predict writes each
+anomaly map as float32 ``.npy`` and
 ``predictions.csv`` (image_path, score, label) into the run directory.
 """
 

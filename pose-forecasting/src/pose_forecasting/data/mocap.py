@@ -55,8 +55,9 @@ H36M_FROM_ACCLAIM = {
     "RightHandThumbSite": "rthumb", "RightWristEnd": "rhand",
 }
 # Human3.6M joint -> BVH joint candidates, first present wins: the CMU BVH names (which Human3.6M's own names
-# follow), then those of the bvhtools clips (LeftToe), of Mixamo (HeadTop_End) and of 19-joint rigs (LeftKnee). A rig without
-# toe tips, head tops or thumbs falls back on the End Site of the joint above (e.g. HeadSite = Head_end).
+# follow), then those of the bvhtools clips (LeftToe), of Mixamo (HeadTop_End) and of 19-joint rigs (LeftKnee).
+# A rig without toe tips, head tops or thumbs falls back on the End Site of the joint above (e.g. HeadSite =
+# Head_end).
 H36M_FROM_BVH = {
     side + name: [c.format(side=side, s=side[0]) for c in candidates]
     for side in ("Left", "Right")
@@ -406,7 +407,7 @@ def bvh_positions(clip: BvhClip, zero_root: bool = False) -> tuple[list[str], np
     """Joint and End Site names and ``(F, J, 3)`` positions in file units."""
     frames = len(clip.motion)
     global_rotation, position = [], []
-    for j, joint in enumerate(clip.joints):
+    for joint in clip.joints:
         values = clip.motion[:, joint.column:joint.column + len(joint.channels)]
         if zero_root and joint.parent < 0:
             values = np.zeros_like(values)
