@@ -4,6 +4,9 @@ bev_pool on a Lift-Splat-Shoot nuScenes-sized splat (6 cameras x 41 depth bins x
 feature pixels per sample, 64 channels, a 200 x 200 BEV grid):
 - the vectorised PyTorch reference (the CPU path) against a naive Python loop over points;
 - on a CUDA GPU, where there is one, the Triton kernel against the reference on the same GPU.
+Detection pieces: ``boxes.nms`` against a pure-Python greedy NMS on the same candidates (1,000, the number a
+detector typically hands over), ``nms`` alone on 5,000 and 20,000 (the scale an NMS "sponge" attack aims at),
+and the CenterNet forward pass + decoding at 128 px.
 Prints a Markdown table and writes it to RESULTS.md beside this file.
 """
 
@@ -14,6 +17,8 @@ from pathlib import Path
 import torch
 
 from shared_utils.bench import markdown_table, median_seconds, parse_args, results_header, write_results
+from shared_utils.boxes import nms
+from shared_utils.detection import CenterNet
 from shared_utils.ops import bev_pool_reference, bev_pool_triton
 
 BATCH, CAMS, DEPTH, FH, FW, CHANNELS = 2, 6, 41, 8, 22, 64
@@ -38,6 +43,29 @@ def naive_loop(feats: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
         if 0 <= y < GRID[1] and 0 <= x < GRID[2]:
             out[b, z, y, x] += f
     return out.permute(0, 4, 1, 2, 3)
+
+
+def candidates(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` random boxes on a 512 x 512 image (sides 8 to 128 px, many overlaps) and their scores."""
+    g = torch.Generator().manual_seed(0)
+    xy = torch.rand(n, 2, generator=g) * 448
+    wh = 8 + torch.rand(n, 2, generator=g) * 120
+    return torch.cat([xy, xy + wh], dim=1), torch.rand(n, generator=g)
+
+
+def python_nms(boxes: torch.Tensor, scores: torch.Tensor, threshold: float) -> list[int]:
+    """What one writes first: greedy NMS with a Python IoU per pair."""
+    b, kept = boxes.tolist(), []
+    for i in sorted(range(len(b)), key=lambda i: -float(scores[i])):
+        x1, y1, x2, y2 = b[i]
+        for k in kept:
+            u1, v1, u2, v2 = b[k]
+            inter = max(0.0, min(x2, u2) - max(x1, u1)) * max(0.0, min(y2, v2) - max(y1, v1))
+            if inter / ((x2 - x1) * (y2 - y1) + (u2 - u1) * (v2 - v1) - inter) > threshold:
+                break
+        else:
+            kept.append(i)
+    return kept
 
 
 def forward(op, feats: torch.Tensor, coords: torch.Tensor):
@@ -74,6 +102,22 @@ def main() -> None:
             ref = median_seconds(forward_backward(bev_pool_reference, feats, coords), repeats=50)
             tri = median_seconds(forward_backward(bev_pool_triton, feats, coords), repeats=50)
             rows.append((f"GPU forward+backward {name}", "PyTorch reference", ref, "Triton kernel", tri))
+
+    boxes, scores = candidates(1000)
+    assert nms(boxes, scores, 0.5).tolist() == python_nms(boxes, scores, 0.5)
+    rows.append(("NMS, 1,000 boxes, IoU 0.5", "Python greedy", median_seconds(lambda: python_nms(boxes, scores, 0.5),
+                                                                              repeats=3),
+                 "boxes.nms", median_seconds(lambda: nms(boxes, scores, 0.5), repeats=10)))
+    for n in (5000, 20000):
+        boxes, scores = candidates(n)
+        rows.append((f"NMS, {n:,} boxes, IoU 0.5", "—", None, "boxes.nms",
+                     median_seconds(lambda: nms(boxes, scores, 0.5), repeats=3)))
+    detector = CenterNet(num_classes=12).eval()
+    for batch in (1, 16):
+        images = torch.rand(batch, 3, 128, 128)
+        with torch.no_grad():
+            seconds = median_seconds(lambda: detector.decode(detector(images)), repeats=10)
+        rows.append((f"CenterNet forward + decode, batch {batch}, 128 px", "—", None, "Lite0 CenterNet", seconds))
 
     n = BATCH * CAMS * DEPTH * FH * FW
     notes = (f"bev_pool: {n:,} frustum points ({BATCH} samples x {CAMS} cameras x {DEPTH} depth bins x {FH}x{FW}), "

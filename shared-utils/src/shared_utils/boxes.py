@@ -14,6 +14,7 @@ Conventions (torchvision's):
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -70,8 +71,11 @@ def generalized_box_iou(a: Tensor, b: Tensor) -> Tensor:
 def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
     """Greedy NMS: the indices (int64) of the kept xyxy ``boxes`` ``(N, 4)``, in decreasing ``scores`` order.
 
-    One IoU matrix for all pairs, then a walk down the score order that needs only a boolean vector per
-    kept box: O(N^2) memory, fine for the few thousand candidates per image a detector hands over.
+    Walks down the score order; each kept box suppresses, in one vectorised step, the lower-scored boxes
+    that overlap it: O(kept x N) work and O(N) memory (no N x N matrix, so a flood of candidates, the
+    target of NMS "sponge" attacks, costs time, not memory). The walk runs in NumPy on the CPU, where a
+    step costs about a microsecond against ten for the same torch ops; the IoU is computed as ``box_iou``
+    computes it, operation for operation, so both agree exactly at the threshold.
     """
     if boxes.ndim != 2 or boxes.shape[-1] != 4 or scores.shape != boxes.shape[:1]:
         raise ValueError(f"nms expects boxes (N, 4) and scores (N,), got {tuple(boxes.shape)} and "
@@ -79,14 +83,21 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
     order = torch.argsort(scores, descending=True, stable=True)
     if order.numel() == 0:
         return order
-    overlapping = (box_iou(boxes[order], boxes[order]) > iou_threshold).cpu()
-    suppressed = torch.zeros(len(order), dtype=torch.bool)
+    x1, y1, x2, y2 = boxes[order].detach().cpu().numpy().T
+    area = (x2 - x1) * (y2 - y1)
+    suppressed = np.zeros(len(order), dtype=bool)
     kept = []
     for i in range(len(order)):
         if suppressed[i]:
             continue
         kept.append(i)
-        suppressed |= overlapping[i]
+        rest = slice(i + 1, None)
+        inter = (np.clip(np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]), 0, None)
+                 * np.clip(np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]), 0, None))
+        union = area[i] + area[rest] - inter
+        with np.errstate(divide="ignore", invalid="ignore"):
+            iou = np.where(union > 0, inter / union, 0.0)
+        suppressed[rest] |= iou > iou_threshold
     return order[torch.tensor(kept, device=order.device)]
 
 
