@@ -111,12 +111,12 @@ def main() -> None:
     for n in (5000, 20000):
         boxes, scores = candidates(n)
         rows.append((f"NMS, {n:,} boxes, IoU 0.5", "—", None, "boxes.nms",
-                     median_seconds(lambda: nms(boxes, scores, 0.5), repeats=3)))
+                     median_seconds(lambda b=boxes, s=scores: nms(b, s, 0.5), repeats=3)))
     detector = CenterNet(num_classes=12).eval()
     for batch in (1, 16):
         images = torch.rand(batch, 3, 128, 128)
         with torch.no_grad():
-            seconds = median_seconds(lambda: detector.decode(detector(images)), repeats=10)
+            seconds = median_seconds(lambda x=images: detector.decode(detector(x)), repeats=10)
         rows.append((f"CenterNet forward + decode, batch {batch}, 128 px", "—", None, "Lite0 CenterNet", seconds))
 
     n = BATCH * CAMS * DEPTH * FH * FW
