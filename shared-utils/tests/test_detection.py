@@ -41,7 +41,7 @@ def test_decode_inverts_the_targets() -> None:
     wh[:, t["index"]], offset[:, t["index"]] = t["wh"].T, t["offset"].T
     outputs = {"heatmap": torch.log(heat / (1 - heat))[None], "wh": wh.view(1, 2, 16, 16),
                "offset": offset.view(1, 2, 16, 16), "features": torch.randn(1, 8, 16, 16)}
-    detection = CenterNet.decode(None, outputs, k=2)[0]  # decode uses no parameters
+    detection = CenterNet.decode(outputs, k=2)[0]  # decode uses no parameters
     order = detection["labels"].argsort(descending=True)  # label 1 (box 0) first
     torch.testing.assert_close(detection["boxes"][order], BOXES)
     assert detection["scores"].tolist() == pytest.approx([1.0, 1.0], abs=1e-5)

@@ -146,8 +146,9 @@ class CenterNet(nn.Module):
         total = heat + self.size_weight * size_loss + self.offset_weight * offset_loss
         return {"loss": total, "heatmap": heat.detach(), "size": size_loss.detach(), "offset": offset_loss.detach()}
 
+    @staticmethod
     @torch.no_grad()
-    def decode(self, outputs: dict[str, Tensor], k: int = 100) -> list[dict[str, Tensor]]:
+    def decode(outputs: dict[str, Tensor], k: int = 100) -> list[dict[str, Tensor]]:
         """Per image: ``boxes`` (k, 4) xyxy pixels, ``scores`` (k,), ``labels`` (k,), ``features``
         (k, head_channels): the ``k`` highest heatmap peaks, in decreasing score."""
         heat = outputs["heatmap"].sigmoid()

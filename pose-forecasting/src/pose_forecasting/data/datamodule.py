@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader, Dataset
 from pose_forecasting.data import h36m
 from pose_forecasting.data.skeleton import JOINTS_USED
 from shared_utils.datasets import DatasetFormatError, folder_listing
+from shared_utils.paths import anchored
 
 Key = tuple
 
@@ -251,10 +252,11 @@ class Mocap(PoseDataModule):
         self.train_fraction, self.val_fraction = train_fraction, val_fraction
         self._clips: dict[str, np.ndarray] | None = None
 
-    def clip_paths(self) -> list[Path]:
-        from shared_utils.paths import anchored
+    def dataset_root(self) -> Path:
+        return anchored(self.root)
 
-        root = anchored(self.root)
+    def clip_paths(self) -> list[Path]:
+        root = self.dataset_root()
         if not root.is_dir():
             raise DatasetFormatError(f"mocap root {root} not found: expected a folder of .amc (+ .asf) or .bvh "
                                      "clips (make mocap-clips writes data/mocap/cmu and data/mocap/bvh)")
@@ -270,9 +272,8 @@ class Mocap(PoseDataModule):
         """``{clip name (relative path): (T, 22, 3) metres at 25 fps}``, read once."""
         if self._clips is None:
             from pose_forecasting.data.mocap import load_clip
-            from shared_utils.paths import anchored
 
-            root = anchored(self.root)
+            root = self.dataset_root()
             self._clips = {str(p.relative_to(root)): load_clip(p, self.units, self.fps, self.joint_map)
                            for p in self.clip_paths()}
         return self._clips

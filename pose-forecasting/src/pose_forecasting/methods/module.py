@@ -28,6 +28,7 @@ read what was not observed.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -83,8 +84,6 @@ class ForecastModule(LightningModule):
 
     def init_model_from(self, path: str) -> None:
         """Load the wrapped model's weights from a checkpoint of this project (errors name the file)."""
-        from pathlib import Path
-
         if not Path(path).is_file():
             raise FileNotFoundError(f"model.init_args.init_from={path}: no such checkpoint file")
         state = torch.load(path, map_location="cpu", weights_only=False).get("state_dict", {})
@@ -249,8 +248,6 @@ class ForecastModule(LightningModule):
     def on_predict_epoch_end(self) -> None:
         if not self._predictions or self.trainer.log_dir is None:
             return
-        from pathlib import Path
-
         merged = {k: np.concatenate([p[k] for p in self._predictions]) for k in self._predictions[0]}
         path = Path(self.trainer.log_dir) / "predictions.npz"
         path.parent.mkdir(parents=True, exist_ok=True)
