@@ -20,7 +20,7 @@ CONFIG  ?= default.yaml
 EXTRAS  ?=
 ARGS    ?=
 
-.PHONY: help install train test bench tensorboard lint mocap-clips
+.PHONY: help install train test bench tensorboard lint mocap-clips deepforest-tiles
 
 help:  ## this help
 	@echo "Usage: make <target> [PROJECT=<project>] [CONFIG=<file.yaml ...>] [ARGS=\"--dotted.override=value\"]"
@@ -87,6 +87,22 @@ mocap-clips:  ## pose-forecasting's real clips (CMU ASF/AMC, BVH) from the pyacc
 	  bvhtools-1.6.0/testBvhFiles/test.bvh bvhtools-1.6.0/testBvhFiles/test2.bvh
 	rm -rf data/mocap/.sdist
 	@ls -l data/mocap/cmu data/mocap/bvh
+
+# Four real airborne RGB tiles with VOC boxes of trees ship in the deepforest 2.1.0 wheel (MIT). Installing
+# deepforest would pull torchvision (through timm), which clashes with the CPU torch: this explicit step
+# downloads the wheel without its dependencies and keeps only the tiles, for open-world-ood's real check.
+DEEPFOREST_WHEEL := deepforest==2.1.0
+DEEPFOREST_TILES := OSBS_029 SOAP_061 2019_YELL_2_541000_4977000_image_crop 2019_YELL_2_528000_4978000_image_crop2
+deepforest-tiles:  ## open-world-ood's real aerial tiles (951 trees, VOC XML) from the deepforest wheel -> data/deepforest/
+	@$(MAKE) --no-print-directory -s $(STAMP)
+	rm -rf data/deepforest/.wheel && mkdir -p data/deepforest/.wheel
+	$(PY) -m pip download --quiet --no-deps $(DEEPFOREST_WHEEL) -d data/deepforest/.wheel
+	cd data/deepforest && $(abspath $(PY)) -c "import sys, zipfile; z = zipfile.ZipFile(sys.argv[1]); \
+	  [open(n.split('/')[-1], 'wb').write(z.read(n)) for n in z.namelist() \
+	   if n.startswith('deepforest/data/') and n.split('/')[-1].rsplit('.', 1)[0] in sys.argv[2:] \
+	   and n.endswith(('.png', '.xml'))]" .wheel/deepforest-2.1.0-py3-none-any.whl $(DEEPFOREST_TILES)
+	rm -rf data/deepforest/.wheel
+	@ls -l data/deepforest
 
 lint:  ## ruff check over the whole collection
 	@$(MAKE) --no-print-directory -s $(STAMP)
