@@ -45,7 +45,8 @@ METHODS = ["closed_set", "msp", "energy", "mahalanobis", "vos", "ore", "prob", "
 TASK_EPOCHS = 3
 TASK1 = [("mAP50", "map50", 1), ("U-Recall", "u_recall", 1), ("WI", "wi", 3), ("A-OSE", "a_ose", 0),
          ("AUROC unk.", "auroc_unknown", 1), ("FPR95 unk.", "fpr95_unknown", 1),
-         ("false-unknown %", "false_unknown_rate", 1), ("clusters", "discovery_clusters", 0),
+         ("false-unknown %", "false_unknown_rate", 1), ("confident unk.", "discovery_points", 0),
+         ("clusters", "discovery_clusters", 0),
          ("purity %", "discovery_purity", 1)]
 EVALUATOR_IMAGES = 1000
 
@@ -152,25 +153,27 @@ def render(args: argparse.Namespace, store: Store) -> str:
              "at IoU > 0.5, U-Recall and AP in percent, WI at recall 0.8 as a fraction, A-OSE a count); AUROC / FPR95 "
              "unk.: known vs unknown objects ranked by the method's unknown score (over the candidates that match an "
              "object); false-unknown %: the candidates on known objects labelled unknown (the conformal method "
-             "guarantees <= 5 % on exchangeable data); clusters / purity: the confident unknowns (objectness >= 0.5) "
-             "clustered into candidate new classes, k chosen by the silhouette, and the share of them in their "
-             "cluster's majority class (detections on no object count as one class). These are not VOC / COCO "
-             "numbers.")
+             "guarantees <= 5 % on exchangeable data); confident unk. / clusters / purity: the confident unknowns "
+             "(objectness >= 0.5, how many) clustered into candidate new classes, k chosen by the silhouette, "
+             "and the share of them in their cluster's majority class (detections on no object count as one "
+             "class). These are not VOC / COCO numbers.")
     text = results_header(PROJECT, "open-world-ood: results on the shape world", args, store, notes)
     header = ["method", *(title for title, _, _ in TASK1)]
     text += "## Task 1, road context (the training context)\n\n" + markdown_table(
         header, [_row(name, r["t1"], "test/") for name, r in rows]) + "\n"
     text += "## Task 1, aerial context (context shift: same classes, top-down views, other backgrounds)\n\n" + \
         markdown_table(header, [_row(name, r["t1"], "test/aerial/") for name, r in rows]) + "\n"
-    text += (f"## Incremental tasks, road context\n\nTask k is fitted for {TASK_EPOCHS} epochs from task k-1's best "
-             "checkpoint on t{k}_train (the new classes labelled) plus the t{k}_ft exemplar replay set (every known "
-             "class). Previously known / currently introduced classes' mAP50, and the unknown objects left (task 2: "
-             "4 classes, task 3: the 2 never-known).\n\n")
-    text += markdown_table(["method", "T2 prev", "T2 cur", "T2 mAP50", "T2 U-Recall", "T2 A-OSE", "T3 prev",
-                            "T3 cur", "T3 mAP50", "T3 U-Recall", "T3 A-OSE"],
-                           [[name, *(fmt(r[t].get(f"test/{key}"), d) for t in ("t2", "t3") for key, d in
-                                     (("map50_prev", 1), ("map50_cur", 1), ("map50", 1), ("u_recall", 1),
-                                      ("a_ose", 0)))] for name, r in rows]) + "\n"
+    text += (f"## Incremental tasks\n\nTask k is fitted for {TASK_EPOCHS} epochs from task k-1's best checkpoint on "
+             "t{k}_train (the new classes labelled) plus the t{k}_ft exemplar replay set (every known class). "
+             "Previously known / currently introduced classes' mAP50, and the unknown objects left (task 2: 4 "
+             "classes, task 3: the 2 never-known).\n\n")
+    for context, prefix in (("road", "test/"), ("aerial", "test/aerial/")):
+        text += f"### {context.capitalize()} context\n\n" + markdown_table(
+            ["method", "T2 prev", "T2 cur", "T2 mAP50", "T2 U-Recall", "T2 A-OSE", "T3 prev", "T3 cur", "T3 mAP50",
+             "T3 U-Recall", "T3 A-OSE"],
+            [[name, *(fmt(r[t].get(prefix + key), d) for t in ("t2", "t3") for key, d in
+                      (("map50_prev", 1), ("map50_cur", 1), ("map50", 1), ("u_recall", 1), ("a_ose", 0)))]
+             for name, r in rows]) + "\n"
     text += "## Training time\n\n" + markdown_table(
         ["method", "task 1 fit + test (min)", "task 2 (min)", "task 3 (min)"],
         [[name, fmt(r["t1_minutes"], 1), fmt(r["t2_minutes"], 1), fmt(r["t3_minutes"], 1)] for name, r in rows]) + "\n"

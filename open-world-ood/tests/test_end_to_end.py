@@ -79,3 +79,11 @@ def test_task2_grows_the_class_head_from_task1(tmp_path, shapeworld_cache):
     # two AdamW steps (lr 1e-3) later, the task-1 rows and the unknown row are still the marked ones
     assert (after[:5] - 0.5).abs().max() < 0.01 and (after[-1] + 0.5).abs().max() < 0.01
     assert (after[5:8].abs() < 0.4).all()  # the new classes' rows start fresh
+
+
+def test_coco_layout_logs_pycocotools_map(tmp_path):
+    metrics = _run(tmp_path, "--config", str(CONFIGS / "closed_set.yaml"), "--config", str(CONFIGS / "coco.yaml"),
+                   f"--data.init_args.root={DATA / 'coco'}", "--data.init_args.train_split=val2017",
+                   "--data.init_args.image_size=64", "--data.init_args.num_workers=0")["metrics"]
+    # an untrained detector on 2 fixture images: pycocotools ran and found nothing right (its -1 would be NaN)
+    assert metrics["test/coco_map"] == 0.0 and metrics["test/coco_map50"] == 0.0

@@ -82,6 +82,22 @@ def focal_loss(logits: Tensor, target: Tensor) -> Tensor:
     return -(positive_loss.sum() + negative_loss.sum())
 
 
+def regression_losses(outputs: dict[str, Tensor], encoded: list[dict[str, Tensor]]) -> tuple[Tensor, Tensor]:
+    """The size and offset L1 losses at the objects' centres (paper Eq. 2-3), each summed over objects and
+    coordinates and divided by 2 x the number of objects (1 when there are none)."""
+    num_objects = max(sum(len(e["index"]) for e in encoded), 1)
+    size_loss = outputs["wh"].new_zeros(())
+    offset_loss = outputs["wh"].new_zeros(())
+    for b, e in enumerate(encoded):
+        if len(e["index"]):
+            index = e["index"].to(outputs["wh"].device)
+            wh = outputs["wh"][b].flatten(1)[:, index].T
+            offset = outputs["offset"][b].flatten(1)[:, index].T
+            size_loss = size_loss + F.l1_loss(wh, e["wh"].to(wh), reduction="sum")
+            offset_loss = offset_loss + F.l1_loss(offset, e["offset"].to(offset), reduction="sum")
+    return size_loss / (2 * num_objects), offset_loss / (2 * num_objects)
+
+
 def _head(channels: int, out: int, bias: float = 0.0) -> nn.Sequential:
     head = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(inplace=True),
                          nn.Conv2d(channels, out, 1))
@@ -117,13 +133,17 @@ class CenterNet(nn.Module):
         self.offset = _head(head_channels, 2)
 
     def forward(self, images: Tensor) -> dict[str, Tensor]:
+        features = self.neck(images)
+        return {"heatmap": self.heatmap(features), "wh": self.wh(features), "offset": self.offset(features),
+                "features": features}
+
+    def neck(self, images: Tensor) -> Tensor:
+        """The fused stride-4 features the heads read (B, head_channels, H/4, W/4)."""
         levels = self.backbone(images)
         size = levels[0].shape[-2:]
         fused = sum(F.interpolate(lateral(level), size=size, mode="bilinear", align_corners=False)
                     for lateral, level in zip(self.lateral, levels))
-        features = self.fuse(fused)
-        return {"heatmap": self.heatmap(features), "wh": self.wh(features), "offset": self.offset(features),
-                "features": features}
+        return self.fuse(fused)
 
     def loss(self, outputs: dict[str, Tensor], targets: list[dict[str, Tensor]]) -> dict[str, Tensor]:
         """``targets``: per image ``{"boxes": (N, 4) xyxy pixels, "labels": (N,) int}`` (N may be 0)."""
@@ -133,16 +153,7 @@ class CenterNet(nn.Module):
         target_heatmap = torch.stack([e["heatmap"] for e in encoded]).to(heatmap)
         num_objects = max(sum(len(e["index"]) for e in encoded), 1)
         heat = focal_loss(heatmap, target_heatmap) / num_objects
-        size_loss = heatmap.new_zeros(())
-        offset_loss = heatmap.new_zeros(())
-        for b, e in enumerate(encoded):
-            if len(e["index"]):
-                index = e["index"].to(heatmap.device)
-                wh = outputs["wh"][b].flatten(1)[:, index].T
-                offset = outputs["offset"][b].flatten(1)[:, index].T
-                size_loss = size_loss + F.l1_loss(wh, e["wh"].to(wh), reduction="sum")
-                offset_loss = offset_loss + F.l1_loss(offset, e["offset"].to(offset), reduction="sum")
-        size_loss, offset_loss = size_loss / (2 * num_objects), offset_loss / (2 * num_objects)
+        size_loss, offset_loss = regression_losses(outputs, encoded)
         total = heat + self.size_weight * size_loss + self.offset_weight * offset_loss
         return {"loss": total, "heatmap": heat.detach(), "size": size_loss.detach(), "offset": offset_loss.detach()}
 

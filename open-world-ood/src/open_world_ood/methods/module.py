@@ -10,8 +10,8 @@ open-set method (``models/open_set.py`` and its siblings), chosen by the config'
   ``open_world_ood.evaluation.evaluate`` plus ``false_unknown_rate`` (the fraction of candidates on known
   objects labelled unknown, what the conformal method guarantees); the first context logs
   ``test/<metric>``, the others ``test/<context>/<metric>``; tasks > 1 add ``map50_prev`` / ``map50_cur``;
-  ``discovery_clusters`` / ``discovery_purity``: the confident unknowns clustered into candidate new classes
-  (``open_world_ood.discovery``) and how pure the clusters are.
+  ``discovery_points`` / ``discovery_clusters`` / ``discovery_purity``: how many confident unknowns were
+  clustered into candidate new classes (``open_world_ood.discovery``), into how many, and how purely.
   TensorBoard gets images with known boxes (green) and unknown boxes (magenta).
 - predict: ``detections.json`` in the run directory: COCO results (``image_id`` as the data's,
   ``category_id`` = 1 + the index in ``known_classes``, -1 for ``unknown``, ``bbox`` xywh in original
@@ -30,7 +30,7 @@ from lightning.pytorch import LightningModule
 from torch import Tensor
 
 from open_world_ood.discovery import discover, purity
-from open_world_ood.evaluation import evaluate
+from open_world_ood.evaluation import coco_map, evaluate
 from open_world_ood.models.detector import OpenWorldCenterNet
 from open_world_ood.models.open_set import OpenSetMethod
 from shared_utils.boxes import box_iou
@@ -49,6 +49,8 @@ class OpenWorldModule(LightningModule):
         backbone, weights, freeze, head_channels: the detector's (``OpenWorldCenterNet``).
         lr, weight_decay: AdamW's; max_detections, min_objectness: the candidates kept per image.
         num_visualized: test images drawn to TensorBoard per context.
+        coco_metrics: also log COCO's ``coco_map`` (AP@[.5:.95]) and ``coco_map50`` over the known classes,
+            through pycocotools (``evaluation.coco_map``; ``coco.yaml`` sets it).
         init_from: a checkpoint of an earlier task whose detector starts this fit (incremental tasks: the
             rows of its known classes, and of its unknown channel, are copied into the larger class head;
             the new classes' rows start fresh; the method's statistics are re-estimated).
@@ -56,23 +58,34 @@ class OpenWorldModule(LightningModule):
 
     monitor = "val/map50"
     monitor_mode = "max"
-    test_time_hparams = ("contexts", "max_detections", "min_objectness", "num_visualized")
+    test_time_hparams = ("contexts", "max_detections", "min_objectness", "num_visualized", "coco_metrics")
 
     def __init__(self, method: OpenSetMethod, known_classes: list[str] | None = None, num_previous: int = 0,
                  contexts: list[str] | None = None, backbone: str = "efficientnet_lite0",
                  weights: str | None = "imagenet", freeze: str = "batchnorm", head_channels: int = 64,
                  lr: float = 1e-3, weight_decay: float = 1e-4,
                  max_detections: int = 100, min_objectness: float = 0.05, num_visualized: int = 8,
-                 init_from: str | None = None) -> None:
+                 coco_metrics: bool = False, init_from: str | None = None) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.known_classes = list(known_classes or [])
         self.contexts = list(contexts or ["test"])
-        self.detector = OpenWorldCenterNet(len(self.known_classes), method.unknown_channel, backbone, weights,
-                                           freeze, head_channels)
-        self.method = method
-        self.method.setup(len(self.known_classes), head_channels)
+        self._build(method)
         self._outputs: dict[int, dict[str, list]] = {}
+
+    def _build(self, method: OpenSetMethod) -> None:
+        h = self.hparams
+        self.detector = OpenWorldCenterNet(len(self.known_classes), method.unknown_channel, h.backbone, h.weights,
+                                           h.freeze, h.head_channels)
+        self.method = method
+        self.method.setup(len(self.known_classes), h.head_channels)
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        # A test-only datamodule (deepforest) knows no classes: the checkpoint's are the model's.
+        known = list(checkpoint["hyper_parameters"].get("known_classes") or [])
+        if known != self.known_classes:
+            self.known_classes = known
+            self._build(self.method)
 
     # --- training -------------------------------------------------------------------------------------------
     def on_fit_start(self) -> None:
@@ -172,6 +185,14 @@ class OpenWorldModule(LightningModule):
         known = torch.tensor([a["name"] in self.known_classes for a in objects])
         return (best > 0.5) & known[which]
 
+    def _coco(self, gt: dict, detections: list[dict]) -> dict[str, float]:
+        """pycocotools' mAP over the known classes (their objects and their detections only)."""
+        known = {c["id"] for c in gt["categories"] if c["name"] in self.known_classes}
+        known_gt = {**gt, "categories": [c for c in gt["categories"] if c["id"] in known],
+                    "annotations": [a for a in gt["annotations"] if a["category_id"] in known]}
+        result = coco_map(known_gt, [d for d in detections if d["category_id"] in known])
+        return {"coco_map": result["map"], "coco_map50": result["map50"]}
+
     @staticmethod
     def _object_names(candidate: dict, target: dict) -> list[str]:
         """The class of the object each candidate falls on (best IoU > 0.5), else "background"."""
@@ -193,9 +214,10 @@ class OpenWorldModule(LightningModule):
                 embeddings.append(candidate["embedding"].cpu()[chosen])
                 names += [n for n, c in zip(self._object_names(candidate, target), chosen.tolist()) if c]
         if len(names) < 3:
-            return {"discovery_clusters": float("nan"), "discovery_purity": float("nan")}
+            return {"discovery_points": float(len(names)), "discovery_clusters": float("nan"),
+                    "discovery_purity": float("nan")}
         assignment = discover(torch.cat(embeddings).double().numpy())
-        return {"discovery_clusters": float(len(np.unique(assignment))),
+        return {"discovery_points": float(len(names)), "discovery_clusters": float(len(np.unique(assignment))),
                 "discovery_purity": 100.0 * purity(assignment, names)}
 
     def _gt_and_detections(self, store: dict) -> tuple[dict, list[dict]]:
@@ -258,6 +280,8 @@ class OpenWorldModule(LightningModule):
             metrics["false_unknown_rate"] = 100.0 * float((labels[hits] < 0).float().mean()) if hits.any() \
                 else float("nan")
             metrics.update(self._discovery(store))
+            if self.hparams.coco_metrics:
+                metrics.update(self._coco(gt, detections))
             previous = self.hparams.num_previous
             if previous:
                 ap = [metrics[f"ap50/{name}"] for name in self.known_classes]

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from shared_utils.detection import STRIDE, CenterNet, _head, centernet_targets, focal_loss
+from shared_utils.detection import STRIDE, CenterNet, _head, centernet_targets, focal_loss, regression_losses
 
 
 class OpenWorldCenterNet(CenterNet):
@@ -53,11 +53,7 @@ class OpenWorldCenterNet(CenterNet):
         return embedding @ conv.weight.flatten(1).T + conv.bias
 
     def forward(self, images: Tensor) -> dict[str, Tensor]:
-        levels = self.backbone(images)
-        size = levels[0].shape[-2:]
-        fused = sum(F.interpolate(lateral(level), size=size, mode="bilinear", align_corners=False)
-                    for lateral, level in zip(self.lateral, levels))
-        features = self.fuse(fused)
+        features = self.neck(images)
         embedding = self.heatmap[:-1](features)
         return {"heatmap": self.heatmap[-1](embedding), "objectness": self.objectness(features),
                 "wh": self.wh(features), "offset": self.offset(features), "features": features,
@@ -82,15 +78,7 @@ class OpenWorldCenterNet(CenterNet):
         else:
             heat = _masked_focal(heatmap, target, negatives) / num_objects
             objectness = _masked_focal(outputs["objectness"], objectness_target, negatives) / num_objects
-        size_loss, offset_loss = heatmap.new_zeros(()), heatmap.new_zeros(())
-        for b, e in enumerate(encoded):
-            if len(e["index"]):
-                index = e["index"].to(heatmap.device)
-                wh = outputs["wh"][b].flatten(1)[:, index].T
-                offset = outputs["offset"][b].flatten(1)[:, index].T
-                size_loss = size_loss + F.l1_loss(wh, e["wh"].to(wh), reduction="sum")
-                offset_loss = offset_loss + F.l1_loss(offset, e["offset"].to(offset), reduction="sum")
-        size_loss, offset_loss = size_loss / (2 * num_objects), offset_loss / (2 * num_objects)
+        size_loss, offset_loss = regression_losses(outputs, encoded)
         total = heat + objectness + self.size_weight * size_loss + self.offset_weight * offset_loss
         return {"loss": total, "heatmap": heat.detach(), "objectness": objectness.detach(),
                 "size": size_loss.detach(), "offset": offset_loss.detach()}
