@@ -186,7 +186,7 @@ def brute_force_ap50(gt, detections, known, threshold=0.5):
                 if a["image_id"] == d["image_id"] and _iou(d["bbox"], a["bbox"]) > best:
                     best, best_j = _iou(d["bbox"], a["bbox"]), j
             if best > threshold and ignored[best_j]:
-                pass
+                pass  # a difficult or crowd object: neither a hit nor a miss
             elif best > threshold and not taken[best_j]:
                 taken[best_j] = True
                 tp += 1
