@@ -87,3 +87,27 @@ def test_coco_layout_logs_pycocotools_map(tmp_path):
                    "--data.init_args.image_size=64", "--data.init_args.num_workers=0")["metrics"]
     # an untrained detector on 2 fixture images: pycocotools ran and found nothing right (its -1 would be NaN)
     assert metrics["test/coco_map"] == 0.0 and metrics["test/coco_map50"] == 0.0
+
+
+def test_a_test_only_datamodule_takes_the_checkpoints_classes(tmp_path):
+    """deepforest.yaml knows no classes: testing a checkpoint on it builds the checkpoint's detector."""
+    import shutil
+
+    from open_world_ood.data.datamodule import DEEPFOREST_TILES
+
+    common = ["--config", str(CONFIGS / "energy.yaml"), "--config", str(CONFIGS / "voc.yaml"),
+              f"--data.init_args.root={DATA / 'voc'}", "--data.init_args.test_set=trainval",
+              "--data.init_args.image_size=64", "--data.init_args.num_workers=0"]
+    _run(tmp_path / "fit", *common)
+    [ckpt] = (tmp_path / "fit").rglob("best-epoch*.ckpt")
+    tiles = tmp_path / "tiles"
+    tiles.mkdir()
+    shutil.copy(DATA / "voc_files" / "tile.png", tiles)
+    for name in DEEPFOREST_TILES:  # the fixture tile under the four names the datamodule expects
+        shutil.copy(DATA / "voc_files" / "tile.xml", tiles / f"{name}.xml")
+    cli(["test", "--config", str(CONFIGS / "energy.yaml"), "--config", str(CONFIGS / "deepforest.yaml"),
+         f"--data.init_args.root={tiles}", "--model.init_args.weights=null", "--model.init_args.head_channels=16",
+         f"--ckpt_path={ckpt}", f"--trainer.default_root_dir={tmp_path / 'test'}"])
+    [metrics] = (tmp_path / "test").rglob("metrics.json")
+    keys = json.loads(metrics.read_text())["metrics"]
+    assert {"test/u_recall", "test/a_ose"} <= set(keys)
