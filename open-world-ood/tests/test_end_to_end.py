@@ -15,6 +15,10 @@ CONFIGS = Path(__file__).parents[1] / "configs"
 METHODS = ["closed_set", "msp", "energy", "mahalanobis", "vos", "ore", "prob", "randbox", "conformal"]
 FAST = ["--trainer.max_epochs=1", "--trainer.limit_train_batches=2", "--trainer.enable_progress_bar=false",
         "--model.init_args.weights=null", "--model.init_args.head_channels=16"]
+# energy on the VOC-layout fixture (its trainval split also serves as test)
+VOC_ENERGY = ["--config", str(CONFIGS / "energy.yaml"), "--config", str(CONFIGS / "voc.yaml"),
+              f"--data.init_args.root={DATA / 'voc'}", "--data.init_args.test_set=trainval",
+              "--data.init_args.image_size=64", "--data.init_args.num_workers=0"]
 METRICS = {"map50", "u_recall", "wi", "a_ose", "auroc_unknown", "fpr95_unknown", "false_unknown_rate"}
 
 
@@ -47,9 +51,7 @@ def test_method_on_the_owod_layout(method, tmp_path):
 
 
 def test_voc_layout_then_predict_writes_detections(tmp_path):
-    common = ["--config", str(CONFIGS / "energy.yaml"), "--config", str(CONFIGS / "voc.yaml"),
-              f"--data.init_args.root={DATA / 'voc'}", "--data.init_args.test_set=trainval",
-              "--data.init_args.image_size=64", "--data.init_args.num_workers=0"]
+    common = VOC_ENERGY
     _run(tmp_path / "fit", *common)
     [ckpt] = (tmp_path / "fit").rglob("best-epoch*.ckpt")
     cli(["predict", *common, "--model.init_args.weights=null", "--model.init_args.head_channels=16",
@@ -95,9 +97,7 @@ def test_a_test_only_datamodule_takes_the_checkpoints_classes(tmp_path):
 
     from open_world_ood.data.datamodule import DEEPFOREST_TILES
 
-    common = ["--config", str(CONFIGS / "energy.yaml"), "--config", str(CONFIGS / "voc.yaml"),
-              f"--data.init_args.root={DATA / 'voc'}", "--data.init_args.test_set=trainval",
-              "--data.init_args.image_size=64", "--data.init_args.num_workers=0"]
+    common = VOC_ENERGY
     _run(tmp_path / "fit", *common)
     [ckpt] = (tmp_path / "fit").rglob("best-epoch*.ckpt")
     tiles = tmp_path / "tiles"

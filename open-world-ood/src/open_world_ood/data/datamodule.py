@@ -17,6 +17,7 @@ its category ``name``: what the evaluator scores against).
 from __future__ import annotations
 
 import copy
+from abc import ABC, abstractmethod
 from pathlib import Path
 
 import cv2
@@ -79,7 +80,7 @@ def collate(batch: list[tuple[Tensor, dict]]) -> tuple[Tensor, list[dict]]:
     return torch.stack(images), list(targets)
 
 
-class DetectionDataModule(LightningDataModule):
+class DetectionDataModule(LightningDataModule, ABC):
     """Base: subclasses implement ``load() -> (train_gt, val_gt, {context: test_gt}, known_classes)``.
 
     Args:
@@ -92,8 +93,9 @@ class DetectionDataModule(LightningDataModule):
         self.image_size, self.batch_size, self.num_workers = image_size, batch_size, num_workers
         self._loaded: tuple | None = None
 
+    @abstractmethod
     def load(self) -> tuple[dict, dict, dict[str, dict], list[str]]:
-        raise NotImplementedError
+        """(training gt, validation gt with known labels only, {context: test gt}, known classes)."""
 
     def _resolve(self) -> tuple[dict, dict, dict[str, dict], list[str]]:
         if self._loaded is None:

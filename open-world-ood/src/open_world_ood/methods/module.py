@@ -173,17 +173,21 @@ class OpenWorldModule(LightningModule):
             store["known_hits"].append(self._on_known(candidate, target))
             store["candidates"].append((image_id, candidate, target))
 
-    def _on_known(self, candidate: dict, target: dict) -> Tensor:
-        """Which candidates' best-IoU object (IoU > 0.5) is a known, non-difficult object."""
+    @staticmethod
+    def _matched_objects(candidate: dict, target: dict) -> list[dict | None]:
+        """The non-difficult, non-crowd object each candidate falls on (best IoU > 0.5), else None."""
         objects = [a for a in target["annotations"] if not a.get("difficult", 0) and not a.get("iscrowd", 0)]
         if not objects or not len(candidate["boxes"]):
-            return torch.zeros(len(candidate["boxes"]), dtype=torch.bool)
+            return [None] * len(candidate["boxes"])
         boxes = torch.tensor([a["bbox"] for a in objects], dtype=torch.float32)
         boxes[:, 2:] += boxes[:, :2]
-        iou = box_iou(candidate["boxes"].cpu().float(), boxes)
-        best, which = iou.max(1)
-        known = torch.tensor([a["name"] in self.known_classes for a in objects])
-        return (best > 0.5) & known[which]
+        best, which = box_iou(candidate["boxes"].cpu().float(), boxes).max(1)
+        return [objects[w] if b > 0.5 else None for b, w in zip(best.tolist(), which.tolist())]
+
+    def _on_known(self, candidate: dict, target: dict) -> Tensor:
+        """Which candidates fall on a known object."""
+        return torch.tensor([o is not None and o["name"] in self.known_classes
+                             for o in self._matched_objects(candidate, target)], dtype=torch.bool)
 
     def _coco(self, gt: dict, detections: list[dict]) -> dict[str, float]:
         """pycocotools' mAP over the known classes (their objects and their detections only)."""
@@ -193,17 +197,6 @@ class OpenWorldModule(LightningModule):
         result = coco_map(known_gt, [d for d in detections if d["category_id"] in known])
         return {"coco_map": result["map"], "coco_map50": result["map50"]}
 
-    @staticmethod
-    def _object_names(candidate: dict, target: dict) -> list[str]:
-        """The class of the object each candidate falls on (best IoU > 0.5), else "background"."""
-        objects = [a for a in target["annotations"] if not a.get("difficult", 0) and not a.get("iscrowd", 0)]
-        if not objects or not len(candidate["boxes"]):
-            return ["background"] * len(candidate["boxes"])
-        boxes = torch.tensor([a["bbox"] for a in objects], dtype=torch.float32)
-        boxes[:, 2:] += boxes[:, :2]
-        best, which = box_iou(candidate["boxes"].cpu().float(), boxes).max(1)
-        return [objects[w]["name"] if b > 0.5 else "background" for b, w in zip(best.tolist(), which.tolist())]
-
     def _discovery(self, store: dict) -> dict[str, float]:
         """Clusters of the confident unknown detections (objectness >= 0.5, ``discovery.py``) and their
         purity against the classes of the objects they fall on."""
@@ -212,7 +205,8 @@ class OpenWorldModule(LightningModule):
             chosen = ((candidate["label"] < 0) & (candidate["objectness"] >= 0.5)).cpu()
             if chosen.any():
                 embeddings.append(candidate["embedding"].cpu()[chosen])
-                names += [n for n, c in zip(self._object_names(candidate, target), chosen.tolist()) if c]
+                names += [o["name"] if o is not None else "background"
+                          for o, c in zip(self._matched_objects(candidate, target), chosen.tolist()) if c]
         if len(names) < 3:
             return {"discovery_points": float(len(names)), "discovery_clusters": float("nan"),
                     "discovery_purity": float("nan")}
