@@ -38,6 +38,9 @@ $(STAMP): $(addsuffix /pyproject.toml,$(PACKAGES))
 	$(PY) -m pip install --quiet $(TORCH_SPEC)
 	$(PY) -m pip install --quiet -e "shared-utils[test]"
 	$(if $(PROJECTS),$(PY) -m pip install --quiet $(foreach p,$(PROJECTS),-e "$(p)[$(subst $(space),$(comma),$(strip test $(EXTRAS)))]"))
+	# adversarial-defense's reference attacks (tests compare with them, the bench times them). --no-deps: the
+	# wheel declares torchvision, which it never imports and which breaks the CPU torch.
+	$(if $(filter adversarial-defense,$(PROJECTS)),$(PY) -m pip install --quiet --no-deps torchattacks==3.5.1)
 	touch $(STAMP)
 
 install:  ## (re)install .venv: torch (TORCH_SPEC) first, then every package editable [EXTRAS=elpv,...]
