@@ -26,15 +26,23 @@ import torch.nn.functional as F
 
 from adversarial_defense.attacks.classification import pgd
 from adversarial_defense.models import PreActResNet
-from shared_utils.bench import Store, fmt, markdown_table, median_seconds, parse_args, results_header, \
-    run_config, write_results
+from shared_utils.bench import (
+    Store,
+    fmt,
+    markdown_table,
+    median_seconds,
+    parse_args,
+    results_header,
+    run_config,
+    write_results,
+)
 
 HERE = Path(__file__).resolve().parent
 PROJECT = "adversarial-defense"
 CONFIGS = HERE / "configs"
 DEFENSES = ["standard", "pgd_at", "trades", "fast_at", "ot_at", "input_transform"]
 METHODS = [*DEFENSES, "imagenet_photos", "tog", "nms_aware_at", "reid", "reid_at"]
-RUNS = {"reid_at": ("reid.yaml", ["--model.init_args.adversarial_eps=8", "--experiment=reid_at"])}
+RUNS = {"reid_at": ("reid.yaml", ["--model.init_args.adversarial_eps=8"])}
 TEST_ONLY = {"imagenet_photos"}
 
 
@@ -71,6 +79,30 @@ def pgd_speed(batch: int = 128, steps: int = 10) -> dict:
     theirs = median_seconds(lambda: reference(x, y), repeats=5) / steps
     result.update({"torchattacks_step_ms": 1000 * theirs, "ours_over_torchattacks": step / theirs})
     return result
+
+
+PICTURES = {"pgd_at": ["test/pgd", "test/cw"], "standard": ["test/pgd"], "tog": ["test/tog_vanishing",
+                                                                              "test/tog_fabrication", "test/sponge"]}
+
+
+def export_pictures() -> None:
+    """The TensorBoard pictures of the latest bench runs as PNG files under docs/ (the README shows them)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from shared_utils.bench import bench_dir
+    from shared_utils.checkpoints import latest_run
+
+    (HERE / "docs").mkdir(exist_ok=True)
+    for name, tags in PICTURES.items():
+        if not (bench_dir(PROJECT) / name).is_dir():
+            continue
+        run = latest_run(bench_dir(PROJECT) / name)
+        for events in sorted(run.glob("events.out.tfevents.*")):
+            accumulator = EventAccumulator(str(events), size_guidance={"images": 0})
+            accumulator.Reload()
+            for tag in set(tags) & set(accumulator.Tags()["images"]):
+                png = accumulator.Images(tag)[-1].encoded_image_string
+                (HERE / "docs" / f"{name}_{tag.split('/')[-1]}.png").write_bytes(png)
 
 
 def render(args, store: Store) -> str:
@@ -158,6 +190,7 @@ def main() -> None:
         store.put(name, run_method(name, args.extra))
         print(f"{name}: {(time.perf_counter() - start) / 60:.1f} min", flush=True)
     store.put("speed", pgd_speed())
+    export_pictures()
     write_results(HERE / "RESULTS.md", render(args, store))
 
 

@@ -32,15 +32,6 @@ from adversarial_defense.attacks.classification import (
 EPS = 8 / 255
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread for these tiny tensors: on a busy 2-core machine, two threads spinning on each other
-    make this file ten times slower. Restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 class ModeProbe(nn.Module):
     """Identity that records whether it ran in training mode."""

@@ -33,8 +33,9 @@ def test_sinkhorn_divergence_is_zero_on_identical_clouds_and_grows_with_a_shift(
     assert abs(float(sinkhorn_divergence(a, a.clone()))) < 1e-4
     near, far = float(sinkhorn_divergence(a, a + 0.5)), float(sinkhorn_divergence(a, a + 2.0))
     assert 0 < near < far
-    # a translation by t moves every point by |t|^2 in squared cost: the divergence tends to |t|^2 as blur -> 0
-    assert abs(float(sinkhorn_divergence(a, a + 2.0, blur=0.01, max_iter=500)) - 4 * 5) < 1.0
+    # a translation by t is the optimal plan, of squared cost |t|^2 = 4 x 5: the divergence nears it for a small
+    # blur (at blur 0.01 the reference's stopping rule, potentials moving < 0.1, stops it short of convergence)
+    assert abs(float(sinkhorn_divergence(a, a + 2.0, blur=0.1, max_iter=200)) - 4 * 5) < 0.5
 
 
 def test_bit_depth_rounds_to_the_levels_and_masks_the_gradient():

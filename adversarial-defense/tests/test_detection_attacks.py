@@ -30,6 +30,7 @@ from shared_utils.detection import CenterNet
 EPS = 8 / 255
 
 
+
 @pytest.fixture(scope="module")
 def detector() -> CenterNet:
     torch.manual_seed(0)

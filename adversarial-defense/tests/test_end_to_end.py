@@ -42,3 +42,81 @@ def test_defense_on_the_shape_texture_set(defense, tmp_path, cache_dir):
         assert 0 <= keys[f"test/{name}"] <= 100, name
     assert keys["test/acc_pgd_eps0"] == keys["test/clean_acc"]
     assert ("test/robust_acc_pgd_naive" in keys) == (defense == "input_transform")
+
+
+DETECTION_FAST = ["--model.init_args.weights=null", "--model.init_args.head_channels=16",
+                  "--model.init_args.n_iter=2", "--model.init_args.universal_epochs=1",
+                  "--model.init_args.universal_batches=1", "--model.init_args.sponge_steps=2",
+                  '--data.init_args.sizes={"train": 8, "val": 4, "test": 4}', "--data.init_args.image_size=64",
+                  "--data.init_args.batch_size=4"]
+
+
+@pytest.mark.parametrize("config", ["tog", "nms_aware_at"])
+def test_detector_under_tog_and_sponge(config, tmp_path, cache_dir):
+    metrics = _run(tmp_path, "--config", str(CONFIGS / f"{config}.yaml"), *DETECTION_FAST,
+                   f"--data.init_args.cache_dir={cache_dir / 'scenes'}")["metrics"]
+    for name in ["map50", "map50_tog_universal", "candidates", "candidates_sponge", "nms_ms", "nms_ms_sponge",
+                 *(f"{m}_{k}" for m in ("map50_tog", "tog_success")
+                   for k in ("vanishing", "fabrication", "mislabeling", "untargeted"))]:
+        assert f"test/{name}" in metrics, name
+    assert metrics["test/candidates"] >= 0 and metrics["test/nms_ms"] >= 0
+
+
+def test_sponge_config_tests_a_detector_checkpoint(tmp_path, cache_dir):
+    _run(tmp_path / "fit", "--config", str(CONFIGS / "tog.yaml"), *DETECTION_FAST,
+         f"--data.init_args.cache_dir={cache_dir / 'scenes'}")
+    [ckpt] = (tmp_path / "fit").rglob("best-epoch*.ckpt")
+    cli(["test", "--config", str(CONFIGS / "sponge.yaml"), *DETECTION_FAST[4:], f"--ckpt_path={ckpt}",
+         f"--data.init_args.cache_dir={cache_dir / 'scenes'}", f"--trainer.default_root_dir={tmp_path / 'test'}",
+         "--trainer.enable_progress_bar=false"])
+    [path] = (tmp_path / "test").rglob("metrics.json")
+    metrics = json.loads(path.read_text())["metrics"]
+    assert {"test/candidates", "test/candidates_sponge"} <= metrics.keys()
+    assert not any(k.startswith("test/map50_tog") for k in metrics)
+
+
+@pytest.mark.parametrize("adversarial_eps", [0, 8])
+def test_reid_under_metric_attacks(adversarial_eps, tmp_path, cache_dir):
+    metrics = _run(tmp_path, "--config", str(CONFIGS / "reid.yaml"), "--data.init_args.num_train_ids=6",
+                   "--data.init_args.num_test_ids=4", f"--data.init_args.cache_dir={cache_dir / 'market'}",
+                   "--data.init_args.ids_per_batch=3", "--data.init_args.instances=2",
+                   "--model.init_args.width=8", "--model.init_args.attack_steps=2",
+                   f"--model.init_args.adversarial_eps={adversarial_eps}")["metrics"]
+    for name in ("rank1", "map", "rank1_push", "map_push", "pull_success"):
+        assert 0 <= metrics[f"test/{name}"] <= 100, name
+
+
+def test_pretrained_classifier_on_the_real_photos(tmp_path):
+    cli(["test", "--config", str(CONFIGS / "imagenet_photos.yaml"), "--model.init_args.eps_curve=[0, 1]",
+         "--model.init_args.attacks=[{class_path: adversarial_defense.attacks.classification.PGD,"
+         " init_args: {eps: 1, alpha: 0.25, steps: 2}}]", "--data.init_args.image_size=96",
+         f"--trainer.default_root_dir={tmp_path}", "--trainer.enable_progress_bar=false"])
+    [path] = tmp_path.rglob("metrics.json")
+    metrics = json.loads(path.read_text())["metrics"]
+    assert metrics["test/clean_acc"] == 100  # the labels are the clean predictions
+    assert 0 <= metrics["test/robust_acc_pgd"] <= 100
+
+
+def test_an_eps_in_image_units_in_a_config_is_a_one_line_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli(["fit", "--config", str(CONFIGS / "standard.yaml"), f"--trainer.default_root_dir={tmp_path}",
+             "--model.init_args.attacks=[{class_path: adversarial_defense.attacks.classification.FGSM,"
+             " init_args: {eps: 0.03}}]"])
+    assert exit_info.value.code == 2
+    assert "eps=0.03" in capsys.readouterr().err
+
+
+def test_a_missing_market1501_root_names_the_folder_and_the_layout(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli(["fit", "--config", str(CONFIGS / "reid.yaml"), "--config", str(CONFIGS / "market1501.yaml"),
+             f"--data.init_args.root={tmp_path / 'nowhere'}", f"--trainer.default_root_dir={tmp_path}"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert str(tmp_path / "nowhere") in err and "bounding_box_train" in err
+    assert not list(tmp_path.rglob("version_*"))  # a failed run leaves no run directory
+
+
+def test_the_photos_are_a_test_set_only(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        cli(["fit", "--config", str(CONFIGS / "imagenet_photos.yaml"), f"--trainer.default_root_dir={tmp_path}"])
+    assert "test set" in capsys.readouterr().err

@@ -15,6 +15,7 @@ from adversarial_defense.attacks.reid import embedding_distance, kurakin_steps, 
 EPS = 8 / 255
 
 
+
 def embedder() -> nn.Module:
     torch.manual_seed(0)
     return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),

@@ -209,6 +209,20 @@ def test_missing_dataset_is_one_line_and_leaves_no_run(workdir, capsys):
     assert not EXP.exists()  # not even the empty experiment folder
 
 
+def test_a_user_error_wrapped_by_jsonargparse_is_still_one_line():
+    from shared_utils.cli import ConfigFileError, find_user_error
+
+    refused = ConfigFileError("eps=0.03: configs give eps in 1/255 units")
+    try:
+        try:
+            raise refused
+        except ConfigFileError as inner:
+            raise ValueError("Does not validate against any of the Union subtypes") from inner
+    except ValueError as wrapped:
+        assert find_user_error(wrapped) is refused
+    assert find_user_error(ValueError("a bug")) is None
+
+
 def test_bad_yaml_names_the_file(workdir, capsys):
     Path("bad.yaml").write_text("model:\n  class_path: tiny_project.TinyRegressor\n  init_args: {hidden: 8\n")
     with pytest.raises(SystemExit) as exit_info:

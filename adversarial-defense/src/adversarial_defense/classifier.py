@@ -35,7 +35,7 @@ MINIMAL_NORM = ("cw", "deepfool")
 
 def default_attacks() -> list:
     return [attacks.FGSM(eps=8), attacks.PGD(eps=8, alpha=2, steps=10), attacks.CW(c=1.0, kappa=0.0, steps=50),
-            attacks.APGD(eps=8, steps=10)]
+            attacks.DeepFool(steps=50, overshoot=0.02), attacks.APGD(eps=8, steps=10)]
 
 
 def build_network(arch: str, num_classes: int, width: int) -> nn.Module:
@@ -51,7 +51,7 @@ class ClassifierModule(LightningModule):
         defense: the training objective and deployed model (``Standard``, ``PGDAT``, ``TRADES``, ``FastAT``,
             ``SAT``, ``InputTransform``).
         attacks: the test attacks (``FGSM``, ``PGD``, ``CW``, ``DeepFool``, ``APGD``); default FGSM, PGD-10,
-            CW-L2, APGD-CE at eps 8/255.
+            CW-L2 (50 steps), DeepFool (50 steps), APGD-CE (10 iterations), Linf eps 8/255.
         num_classes: linked from the data.
         arch: ``preact_resnet`` (trained here) or ``lite0`` (the pretrained ImageNet classifier; 1000 classes
             keep its real head).
@@ -60,17 +60,24 @@ class ClassifierModule(LightningModule):
         eps_curve: the PGD accuracy-vs-eps curve's eps values (1/255 units; 0 is clean accuracy).
         val_eps: the eps of the validation PGD (1/255 units).
         l2_budget: the L2 norm within which a minimal-norm attack counts as a success.
-        universal_eps: the universal perturbation's Linf eps (1/255 units; 0: not run).
+        universal_eps: the universal perturbation's Linf eps (1/255 units; 0: not run), fitted by DeepFool
+            (10 steps) on ``universal_batches`` training batches in at most ``universal_passes`` passes.
         patch_size: the adversarial patch's side in pixels (0: not run); patch_target its target class;
             patch_steps its optimisation steps (Adam, lr 0.05, EOT placements).
         num_visualized: test images drawn to TensorBoard per attack.
     """
 
-    def __init__(self, defense: Defense | None = None, attacks: list[attacks.Attack] | None = None, num_classes: int = 10,
-                 arch: str = "preact_resnet", width: int = 16, lr: float = 0.2, momentum: float = 0.9,
-                 weight_decay: float = 5e-4, eps_curve: list[float] = (0, 2, 4, 6, 8, 12, 16), val_eps: float = 8,
+    # evaluation-only settings: a test of a checkpoint takes them from the config (shared_utils.cli)
+    test_time_hparams = ("attacks", "eps_curve", "l2_budget", "universal_eps", "patch_size", "patch_target",
+                         "patch_steps", "universal_batches", "universal_passes", "num_visualized")
+
+    def __init__(self, defense: Defense | None = None, attacks: list[attacks.Attack] | None = None,
+                 num_classes: int = 10, arch: str = "preact_resnet", width: int = 8, lr: float = 0.2,
+                 momentum: float = 0.9, weight_decay: float = 5e-4, eps_curve: list[float] = (0, 2, 4, 6, 8, 12, 16),
+                 val_eps: float = 8,
                  l2_budget: float = 0.5, universal_eps: float = 8, patch_size: int = 8, patch_target: int = 0,
-                 patch_steps: int = 100, num_visualized: int = 8) -> None:
+                 patch_steps: int = 100, universal_batches: int = 4, universal_passes: int = 2,
+                 num_visualized: int = 8) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.defense = defense or Standard()
@@ -133,12 +140,14 @@ class ClassifierModule(LightningModule):
         """The universal perturbation and the patch are fitted on training images, never on the test set."""
         with torch.inference_mode(False), torch.enable_grad():
             model = self.deployed
-            batches = [(x.clone(), y.clone()) for x, y in self._train_batches(datamodule)]
+            batches = [(x.clone(), y.clone())
+                       for x, y in self._train_batches(datamodule, self.hparams.universal_batches)]
             if self.hparams.universal_eps:
                 with torch.no_grad():  # the paper's fooling criterion: k(x + v) != k(x)
                     predicted = [(x, model(x).argmax(1)) for x, _ in batches]
                 self._universal = attacks.universal_perturbation(model, predicted,
-                                                                 eps=from_255(self.hparams.universal_eps))
+                                                                 eps=from_255(self.hparams.universal_eps),
+                                                                 max_passes=self.hparams.universal_passes)
             if self.hparams.patch_size:
                 self._patch = attacks.adversarial_patch(model, batches, target=self.hparams.patch_target,
                                                         patch_size=self.hparams.patch_size,

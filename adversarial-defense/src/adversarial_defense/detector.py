@@ -49,6 +49,10 @@ class DetectorModule(LightningModule):
         adversarial_eps, adversarial_steps, load_penalty: the NMS-load-aware adversarial training (0: off).
     """
 
+    # evaluation-only settings: a test of a checkpoint takes them from the config (shared_utils.cli)
+    test_time_hparams = ("score_threshold", "eps", "eps_iter", "n_iter", "tog_kinds", "universal_epochs",
+                         "universal_batches", "sponge_steps", "sponge_alpha", "nms_threshold", "nms_iou",
+                         "num_visualized")
     monitor = "val/map50"
     monitor_mode = "max"
 
@@ -145,6 +149,8 @@ class DetectorModule(LightningModule):
         self._targets.extend({k: v.cpu() for k, v in t.items()} for t in targets)
         clean = self.detect(images)
         self._add("clean", clean)
+        # TOG's "detections_query": the clean detections above the threshold, with mislabeling's target labels
+        reference = det_attacks.clean_detections(self.detector, images, score_threshold=self.hparams.score_threshold)
         drawn = [("clean", images, clean)]
         eps, eps_iter = from_255(self.hparams.eps), from_255(self.hparams.eps_iter, "eps_iter")
         threshold = self.hparams.score_threshold
@@ -154,7 +160,7 @@ class DetectorModule(LightningModule):
                                       n_iter=self.hparams.n_iter, score_threshold=threshold)
                 detections = self.detect(adv)
                 self._add(f"tog_{kind}", detections)
-                success = det_attacks.tog_success(clean, detections, kind, score_threshold=threshold)
+                success = det_attacks.tog_success(reference, detections, kind, score_threshold=threshold)
                 self._success.setdefault(kind, []).extend(float(s) for s in success)
                 drawn.append((f"tog_{kind}", adv, detections))
             sponge = None

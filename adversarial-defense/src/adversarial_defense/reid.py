@@ -48,6 +48,9 @@ class ReIDModule(LightningModule):
         adversarial_eps: > 0 trains on attacked images too (1/255 units), with ``adversarial_steps`` steps.
     """
 
+    # evaluation-only settings: a test of a checkpoint takes them from the config (shared_utils.cli)
+    test_time_hparams = ("attack_eps", "attack_alpha", "attack_steps")
+
     def __init__(self, num_classes: int = 100, width: int = 32, dim: int = 128, lr: float = 1e-3,
                  weight_decay: float = 5e-4, margin: float = 0.3, label_smoothing: float = 0.1,
                  attack_eps: float = 8, attack_alpha: float = 2, attack_steps: int = 10,

@@ -418,6 +418,19 @@ def run_cli(model_class: type[LightningModule], datamodule_class: type[Lightning
     try:
         return CollectionCLI(model_class, datamodule_class, project=project, args=args, links=links,
                              instantiate_links=instantiate_links)
-    except USER_ERRORS as err:
-        print(f"error: {err}", file=sys.stderr)
+    except Exception as err:
+        user_error = find_user_error(err)
+        if user_error is None:
+            raise
+        print(f"error: {user_error}", file=sys.stderr)
         raise SystemExit(2) from err
+
+
+def find_user_error(err: BaseException, depth: int = 10) -> BaseException | None:
+    """``err`` itself or the user error it was raised from: jsonargparse wraps an error raised by a class it
+    instantiates from a config (e.g. an argument a constructor refuses) in a ValueError of its own."""
+    for _ in range(depth):
+        if err is None or isinstance(err, USER_ERRORS):
+            return err
+        err = err.__cause__ or err.__context__
+    return None

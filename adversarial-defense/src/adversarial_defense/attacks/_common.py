@@ -11,11 +11,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from torch import nn
+import torch
+from torch import Tensor, nn
+
+from shared_utils.cli import ConfigFileError
 
 
-class EpsUnitError(ValueError):
-    """An eps or step size in the wrong unit (1/255 units where image units are expected, or back)."""
+class EpsUnitError(ConfigFileError):
+    """An eps or step size in the wrong unit (1/255 units where image units are expected, or back); a
+    ``ValueError``, and from a config a one-line CLI error (``shared_utils.cli.USER_ERRORS``)."""
 
 
 @contextmanager
@@ -30,6 +34,26 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
     finally:
         for module, training in modes:
             module.train(training)
+
+
+@contextmanager
+def attacking(model: nn.Module) -> Iterator[None]:
+    """Eval mode (``eval_mode``) and autograd on, even inside ``torch.no_grad`` or ``torch.inference_mode``
+    (Lightning's validation and test steps): the context every attack runs in."""
+    with eval_mode(model), torch.inference_mode(False), torch.enable_grad():
+        yield
+
+
+def private_images(x: Tensor) -> Tensor:
+    """A private copy of a batch of [0, 1] images (made outside inference mode: an ordinary tensor autograd can
+    use; the caller's tensor is never written to), after checking it is one."""
+    if x.ndim != 4 or not x.is_floating_point():
+        raise ValueError(f"images must be a float (B, C, H, W) batch, got {tuple(x.shape)} {x.dtype}")
+    if x.numel() and (x.min() < 0 or x.max() > 1):
+        raise ValueError(f"images must be in [0, 1] (the model normalises them itself), got values in "
+                         f"[{x.min().item():.3g}, {x.max().item():.3g}]")
+    with torch.inference_mode(False):
+        return x.detach().clone()
 
 
 def check_eps(value: float, name: str = "eps") -> float:

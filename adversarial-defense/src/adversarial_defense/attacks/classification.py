@@ -40,8 +40,7 @@ torchattacks' attacks.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import ClassVar
 
@@ -49,7 +48,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from adversarial_defense.attacks._common import EpsUnitError, check_eps, eval_mode, from_255
+from adversarial_defense.attacks._common import EpsUnitError, attacking, check_eps, eval_mode, from_255
 
 __all__ = [
     "APGD",
@@ -77,13 +76,6 @@ __all__ = [
 # ---------------------------------------------------------------------------------------------------------------
 # Shared plumbing
 # ---------------------------------------------------------------------------------------------------------------
-
-@contextmanager
-def _attacking(model: nn.Module) -> Iterator[None]:
-    """Eval mode (BatchNorm statistics frozen, dropout off) and autograd on, even inside ``torch.no_grad`` or
-    ``torch.inference_mode`` (Lightning's validation and test steps)."""
-    with eval_mode(model), torch.inference_mode(False), torch.enable_grad():
-        yield
 
 
 def _prepare(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
@@ -148,7 +140,7 @@ def fgsm(model: nn.Module, x: Tensor, y: Tensor, eps: float) -> Tensor:
     J is the batch-mean cross-entropy, as in torchattacks.FGSM (the mean only scales the gradient).
     """
     eps = check_eps(eps)
-    with _attacking(model):
+    with attacking(model):
         x, y = _prepare(x, y)
         x_req = x.clone().requires_grad_(True)
         (grad,) = torch.autograd.grad(F.cross_entropy(model(x_req), y), x_req)
@@ -175,7 +167,7 @@ def pgd(model: nn.Module, x: Tensor, y: Tensor, eps: float, alpha: float, steps:
     steps = int(steps)
     if steps < 0:
         raise ValueError(f"steps must be >= 0, got {steps}")
-    with _attacking(model):
+    with attacking(model):
         x, y = _prepare(x, y)
         if norm == "linf":
             eps, alpha = check_eps(eps), check_eps(alpha, "alpha")
@@ -238,7 +230,7 @@ def cw_l2(model: nn.Module, x: Tensor, y: Tensor, c: float = 1.0, kappa: float =
     steps = int(steps)
     if max_eps is not None:
         max_eps = check_eps(max_eps, "max_eps")
-    with _attacking(model):
+    with attacking(model):
         x, y = _prepare(x, y)
         w = torch.clamp(x * 2 - 1, min=-1, max=1)
         w = (0.5 * torch.log((1 + w) / (1 - w))).detach().requires_grad_(True)
@@ -265,7 +257,7 @@ def cw_l2(model: nn.Module, x: Tensor, y: Tensor, c: float = 1.0, kappa: float =
 
 
 def _deepfool(model: nn.Module, x: Tensor, y: Tensor, steps: int, overshoot: float) -> Tensor:
-    """DeepFool on prepared tensors inside ``_attacking``: up to ``steps`` linearised steps for every image
+    """DeepFool on prepared tensors inside ``attacking``: up to ``steps`` linearised steps for every image
     still classified as its label. The Jacobian rows come from one backward pass per class over the batch sum,
     exact because in eval mode the images do not interact."""
     x_adv = x.clone()
@@ -310,7 +302,7 @@ def deepfool(model: nn.Module, x: Tensor, y: Tensor, steps: int = 50, overshoot:
     steps = _check_positive_int(steps, "steps")
     if max_eps is not None:
         max_eps = check_eps(max_eps, "max_eps")
-    with _attacking(model):
+    with attacking(model):
         x, y = _prepare(x, y)
         x_adv = _deepfool(model, x, y, steps, overshoot)
     return _within_budget(x_adv, x, max_eps).detach()
@@ -406,7 +398,7 @@ def apgd_ce(model: nn.Module, x: Tensor, y: Tensor, eps: float, steps: int = 10,
     n_restarts = _check_positive_int(n_restarts, "n_restarts")
     if not 0 < rho < 1:
         raise ValueError(f"rho must be in (0, 1), got {rho}")
-    with _attacking(model):
+    with attacking(model):
         x, y = _prepare(x, y)
         with torch.no_grad():
             correct = model(x).argmax(1) == y
@@ -472,7 +464,7 @@ def universal_perturbation(model: nn.Module, batches: Iterable[tuple[Tensor, Ten
     max_passes = _check_positive_int(max_passes, "max_passes")
     batches = _reiterable(batches)
     delta, best_delta, best_rate = None, None, -1.0
-    with _attacking(model):
+    with attacking(model):
         for _ in range(max_passes):
             for x, y in batches:
                 x, y = _prepare(x, y)
@@ -610,7 +602,7 @@ def adversarial_patch(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]]
     patch_size = _check_positive_int(patch_size, "patch_size")
     batches = _reiterable(batches)
     patch, optimizer, done = None, None, 0
-    with _attacking(model):
+    with attacking(model):
         while done < steps:
             for x, y in batches:
                 x, y = _prepare(x, y)

@@ -11,11 +11,11 @@ sign(grad L(x))``, projected back to the eps ball and [0, 1]. Only the loss ``L`
 - fabrication: the objectness loss towards "an object everywhere" (every objectness target set to 1),
   descended (the reference's ``compute_object_fabrication_gradient``: the vanishing loss with target 1);
 - mislabeling: the detector's full training loss towards the clean detections (score >= the threshold, TOG's
-  ``confidence_thresh_default``) with new labels, descended. TOG's ``generate_attack_targets`` offers two
-  relabellings, "ll" (least likely: each detection gets the class with the lowest score at its position) and
-  "ml" (most likely: the highest-scored class among those not already detected there, i.e. below the
-  threshold); both keep the box. ``target_class=None`` is "ll" (the one TOG's batch scripts run), "ml" the other,
-  an int relabels every detection with that class;
+  ``confidence_thresh_default``, 0.20 for its YOLOv3, 0.3 here by default) with new labels, descended. TOG's
+  ``generate_attack_targets`` offers two relabellings, "ll" (least likely: each detection gets the class with
+  the lowest score at its position) and "ml" (most likely: the highest-scored class among those not already
+  detected there, i.e. below the threshold); both keep the box. ``target_class`` None or "ll" is the first,
+  "ml" the second (TOG has no default: its demos run both), an int relabels every detection with that class;
 - untargeted: the detector's full training loss towards the clean detections, ascended (the reference descends
   its negative).
 
@@ -41,8 +41,8 @@ Success (``tog_success``, per image, detections with score >= the threshold, box
 vanishing: no detection is left; fabrication: more detections than on the clean image; mislabeling: every clean
 detection is found again, with its target label, by an adversarial detection; untargeted: the detections are
 not the clean ones, i.e. a clean detection is not found again with its label (it vanished, moved or changed
-label) or an adversarial detection matches no clean one (it was fabricated), the effects the paper lists for an
-untargeted attack.
+label) or an adversarial detection matches no clean one (it was fabricated): the untargeted attack has no
+effect of its own, any of the three targeted ones counts.
 
 Phantom Sponge (Shapira, Zolfi, Demetrio, Biggio, Shabtai, "Phantom Sponges: Exploiting Non-Maximum Suppression
 to Attack Deep Object Detectors", WACV 2023; reference code github.com/AvishagS422/PhantomSponges). A detector
@@ -51,7 +51,7 @@ in NMS that grows with the number of candidates (quadratic in the worst case). T
 
     L = lambda_1 l_max_objects + lambda_2 l_bboxes_area + lambda_3 l_IoU
 
-- ``l_max_objects`` (paper Eq. 3-4): the mean over all candidates of ``max(T - score, 0)``: candidates below the
+- ``l_max_objects``: the mean over all candidates of ``max(T - score, 0)``: candidates below the
   threshold ``T`` are pushed up to it (not beyond: one above ``T`` already reaches NMS);
 - ``l_bboxes_area``: the mean area of the candidates above ``T``, as a fraction of the image: small boxes
   overlap less, so fewer are suppressed and NMS keeps comparing;
@@ -80,14 +80,13 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from adversarial_defense.attacks._common import check_eps, eval_mode
+from adversarial_defense.attacks._common import attacking, check_eps, eval_mode, private_images
 from shared_utils.boxes import batched_nms, box_iou
 from shared_utils.detection import STRIDE, CenterNet, focal_loss
 
@@ -112,22 +111,6 @@ SPONGE_MIN_SCORE = 0.001  # the reference's score floor for the adversarial cand
 Detections = list[dict[str, Tensor]]
 
 
-@contextmanager
-def _attacking(model: nn.Module) -> Iterator[None]:
-    """Eval mode (restoring every submodule's own mode) and autograd on, even inside ``torch.no_grad`` or
-    ``torch.inference_mode`` (Lightning's validation and test steps)."""
-    with eval_mode(model), torch.inference_mode(False), torch.enable_grad():
-        yield
-
-
-def _images(x: Tensor) -> Tensor:
-    """A private copy of a batch of [0, 1] images (made outside inference mode: an ordinary tensor)."""
-    if x.ndim != 4 or not x.is_floating_point():
-        raise ValueError(f"images must be a float (B, 3, H, W) batch, got {tuple(x.shape)} {x.dtype}")
-    if x.numel() and (x.min() < 0 or x.max() > 1):
-        raise ValueError(f"images must be in [0, 1] (the detector normalises them itself), got values in "
-                         f"[{x.min().item():.3g}, {x.max().item():.3g}]")
-    return x.detach().clone()
 
 
 def _uniform_start(images: Tensor, eps: float, generator: torch.Generator | None) -> Tensor:
@@ -246,8 +229,8 @@ def tog(detector: nn.Module, images: Tensor, kind: str = "vanishing", eps: float
     _check_kind(kind)
     eps, eps_iter = check_eps(eps), check_eps(eps_iter, "eps_iter")
     size = tuple(images.shape[-2:])
-    with _attacking(detector):
-        images = _images(images)
+    with attacking(detector):
+        images = private_images(images)
         if kind == "mislabeling" and detector.num_classes < 2:
             raise ValueError("TOG-mislabeling needs at least two classes")
         targets = None
@@ -275,10 +258,10 @@ def tog_universal(detector: nn.Module, batches: Iterable[Tensor | Sequence], eps
     if iter(batches) is batches:
         raise TypeError("tog_universal reads batches once per epoch: give a list or a DataLoader, not an iterator")
     eta = None
-    with _attacking(detector):
+    with attacking(detector):
         for _ in range(epochs):
             for batch in batches:
-                images = _images(batch[0] if isinstance(batch, Sequence) else batch)
+                images = private_images(batch[0] if isinstance(batch, Sequence) else batch)
                 if eta is None:
                     eta = _uniform_start(images[:1], eps, generator)
                 empty = [{"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.long)} for _ in images]
@@ -407,8 +390,8 @@ def sponge(detector: nn.Module, images: Tensor, eps: float = 8 / 255, alpha: flo
     (module docstring) with the pipeline's score threshold ``score_threshold`` (the paper's T = 0.25)."""
     eps, alpha = check_eps(eps), check_eps(alpha, "alpha")
     image_area = float(images.shape[-1] * images.shape[-2])
-    with _attacking(detector):
-        images = _images(images)
+    with attacking(detector):
+        images = private_images(images)
         with torch.no_grad():
             clean = [_keep(d, score_threshold) for d in _decode(detector(images))]
         x_adv = images.clone()

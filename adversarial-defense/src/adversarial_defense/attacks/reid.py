@@ -3,24 +3,24 @@ Person Re-identification", TPAMI 2020, arXiv 1901.10650; reference code github.c
 Adversarial_Metric_Attack, ``Gen_Adv.py``).
 
 A re-ID system ranks the gallery by the distance of each entry's embedding to the query's, so an attack works on
-that distance, not on a classifier's logits (the "adversarial metric attack" of the paper, Sec. 3). As in the
-reference, embeddings are L2-normalised and the distance of a pair is their mean squared difference
-(``torch.nn.MSELoss``, ``= (2 - 2 cos) / D``), summed over the pairs the attack considers:
+that distance, not on a classifier's logits (the paper's "adversarial metric attack"). As in the reference,
+embeddings are L2-normalised and the distance of a pair is their mean squared difference (``torch.nn.MSELoss``,
+``= (2 - 2 cos) / D``), summed over the pairs the attack considers:
 
-- ``reid_push`` (non-targeted, paper Eq. 4): maximise the distance of the attacked image's embedding to its
-  ``anchors``, the embeddings of its true matches in the gallery, so that they drop down the ranking. Without
-  anchors, the attack moves the embedding away from its own clean value; the clean image is the minimum of that
-  distance, where the gradient is zero and signed steps would never leave it, so this case alone starts from a
-  uniform random point of the eps ball (PGD's random start);
-- ``reid_pull`` (targeted, Eq. 5): minimise its distance to ``targets``, embeddings of another identity, so that
-  that identity rises to the top.
+- ``reid_push`` (the paper's non-targeted attack): maximise the distance of the attacked image's embedding to
+  its ``anchors``, the embeddings of its true matches in the gallery, so that they drop down the ranking.
+  Without anchors, the attack moves the embedding away from its own clean value; the clean image is the minimum
+  of that distance, where the gradient is zero and signed steps would never leave it, so this case alone starts
+  from a uniform random point of the eps ball (PGD's random start);
+- ``reid_pull`` (its targeted attack): minimise the distance to ``targets``, embeddings of another identity, so
+  that that identity rises to the top.
 
-The optimiser is the reference's I-FGSM (Kurakin et al.): no random start, ``steps`` signed steps of ``alpha``,
-each projected to the Linf ``eps`` ball around the clean image and to [0, 1]; by default ``steps =
-int(min(eps + 4, 1.25 eps))`` with eps in 1/255 units (Kurakin's rule, the reference's ``max_iter``) and the
-reference's eps 5/255, alpha 1/255. The reference perturbs gallery images against the query; the distance is
-symmetric, so attacking the query against its gallery matches is the same attack. Its gradient normalisation by
-the mean absolute gradient only matters with momentum (MI-FGSM) and is left out.
+The optimiser is the reference's I-FGSM (Kurakin et al.): no random start (but in the case above), ``steps``
+signed steps of ``alpha``, each projected to the Linf ``eps`` ball around the clean image and to [0, 1]; by
+default ``steps = int(min(eps + 4, 1.25 eps))`` with eps in 1/255 units (Kurakin's rule, the reference's
+``max_iter``) and the reference's eps 5/255, alpha 1/255. The reference perturbs gallery images against the
+query; the distance is symmetric, so attacking the query against its gallery matches is the same attack. Its
+gradient normalisation by the mean absolute gradient only matters with momentum (MI-FGSM) and is left out.
 
 Anchors and targets, per attacked image: a tensor (B, D) (one embedding each), (B, M, D) (M each) or a
 sequence of B tensors (M_i, D) (any number each); they are normalised here too.
@@ -28,36 +28,19 @@ sequence of B tensors (M_i, D) (any number each); they are normalised here too.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from adversarial_defense.attacks._common import check_eps, eval_mode
+from adversarial_defense.attacks._common import attacking, check_eps, private_images
 
 __all__ = ["embedding_distance", "kurakin_steps", "reid_pull", "reid_push"]
 
 Anchors = Tensor | Sequence[Tensor]
 
 
-@contextmanager
-def _attacking(model: nn.Module) -> Iterator[None]:
-    """Eval mode (restoring every submodule's own mode) and autograd on, even inside ``torch.no_grad`` or
-    ``torch.inference_mode`` (Lightning's validation and test steps)."""
-    with eval_mode(model), torch.inference_mode(False), torch.enable_grad():
-        yield
-
-
-def _images(x: Tensor) -> Tensor:
-    """A private copy of a batch of [0, 1] images (made outside inference mode: an ordinary tensor)."""
-    if x.ndim != 4 or not x.is_floating_point():
-        raise ValueError(f"images must be a float (B, C, H, W) batch, got {tuple(x.shape)} {x.dtype}")
-    if x.numel() and (x.min() < 0 or x.max() > 1):
-        raise ValueError(f"images must be in [0, 1] (the model normalises them itself), got values in "
-                         f"[{x.min().item():.3g}, {x.max().item():.3g}]")
-    return x.detach().clone()
 
 
 def kurakin_steps(eps: float) -> int:
@@ -93,8 +76,8 @@ def _i_fgsm(model: nn.Module, x: Tensor, anchors: Anchors | None, direction: flo
     embeddings, from a random start)."""
     eps, alpha = check_eps(eps), check_eps(alpha, "alpha")
     steps = kurakin_steps(eps) if steps is None else steps
-    with _attacking(model):
-        images = _images(x)
+    with attacking(model):
+        images = private_images(x)
         x_adv = images.clone()
         if anchors is None:
             with torch.no_grad():

@@ -171,3 +171,158 @@ class ImagenetPhotos(ClassificationDataModule):
         self.num_classes = 1000
         images = torch.stack([image for _, image, _ in photos])
         self.splits["test"] = TensorDataset(images, torch.full((len(images),), -1, dtype=torch.long))
+
+
+class _Detection(Dataset):
+    """COCO-format ground truth (``shared_utils.detection_formats``) as (image, {"boxes", "labels"}) pairs,
+    images resized to ``image_size`` (boxes scaled with them)."""
+
+    def __init__(self, gt: dict, classes: list[str], image_size: int) -> None:
+        self.root, self.images, self.size = Path(gt["image_root"]), gt["images"], image_size
+        names = {c["id"]: c["name"] for c in gt["categories"]}
+        self.objects: dict[int, list[tuple[list[float], int]]] = {image["id"]: [] for image in gt["images"]}
+        for a in gt["annotations"]:
+            self.objects[a["image_id"]].append((a["bbox"], classes.index(names[a["category_id"]])))
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        record = self.images[i]
+        image = _read_rgb(self.root / record["file_name"])
+        sy, sx = self.size / image.shape[0], self.size / image.shape[1]
+        image = _read_rgb(self.root / record["file_name"], (self.size, self.size))
+        objects = self.objects[record["id"]]
+        boxes = torch.tensor([[x * sx, y * sy, (x + w) * sx, (y + h) * sy] for (x, y, w, h), _ in objects],
+                             dtype=torch.float32).reshape(-1, 4)
+        labels = torch.tensor([label for _, label in objects], dtype=torch.long)
+        return to_tensor(image[None])[0], {"boxes": boxes, "labels": labels}
+
+
+def _collate_detection(batch: list) -> tuple[torch.Tensor, list[dict]]:
+    return torch.stack([image for image, _ in batch]), [target for _, target in batch]
+
+
+class Scenes(AdversarialDataModule):
+    """Detection in the PASCAL VOC layout (``JPEGImages/``, ``Annotations/``, ``ImageSets/Main/<split>.txt``):
+    the generated shape scenes (``data/scenes.py``, cached) when ``root`` is None, else a real VOC root with
+    the ``classes`` to keep (default: every class found in the train split).
+
+    Args:
+        sizes: generated images per split (default the generator's: 400 / 100 / 100).
+        image_size: the side images are resized to (a multiple of 32).
+        splits: the image sets used as train, val and test.
+    """
+
+    def __init__(self, root: str | None = None, cache_dir: str | None = None, seed: int = 0,
+                 sizes: dict[str, int] | None = None, classes: list[str] | None = None, image_size: int = 96,
+                 splits: dict[str, str] | None = None, batch_size: int = 16, num_workers: int = 0) -> None:
+        super().__init__(batch_size, num_workers)
+        self.root, self.cache_dir, self.seed, self.sizes = root, cache_dir, seed, sizes
+        self.class_names, self.image_size = classes, image_size
+        self.split_names = splits or {"train": "train", "val": "val", "test": "test"}
+        self.collate = _collate_detection
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        from adversarial_defense.data import scenes
+        from shared_utils.cache import generate_once
+        from shared_utils.detection_formats import read_voc
+
+        if self.root is None:
+            record = {"dataset": "shape_scenes", "version": scenes.VERSION, "seed": self.seed,
+                      "sizes": self.sizes or scenes.DEFAULT_SIZES, "image_size": self.image_size}
+            root = generate_once(self.cache_dir or default_cache("scenes"), record,
+                                 lambda path: scenes.generate(path, self.seed, self.sizes, self.image_size))
+            self.classes = list(scenes.CLASSES)
+        else:
+            root = Path(self.root)
+            self.classes = self.class_names
+        for split, image_set in self.split_names.items():
+            gt = read_voc(root, image_set, self.classes)
+            if self.classes is None:
+                self.classes = [c["name"] for c in gt["categories"]]
+            self.splits[split] = _Detection(gt, self.classes, self.image_size)
+        self.num_classes = len(self.classes)
+
+
+class _ReIDImages(Dataset):
+    def __init__(self, samples: list[tuple[Path, int, int]], size: tuple[int, int]) -> None:
+        self.samples, self.size = samples, size
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int, int]:
+        path, pid, camid = self.samples[i]
+        return to_tensor(_read_rgb(path, self.size)[None])[0], pid, camid
+
+
+class _PKSampler(torch.utils.data.Sampler):
+    """P identities x K images per batch (Hermans et al. 2017), identities with fewer images repeated."""
+
+    def __init__(self, pids: list[int], ids_per_batch: int, instances: int, seed: int = 0) -> None:
+        self.by_pid: dict[int, list[int]] = {}
+        for index, pid in enumerate(pids):
+            self.by_pid.setdefault(pid, []).append(index)
+        self.p, self.k, self.epoch, self.seed = ids_per_batch, instances, 0, seed
+
+    def __iter__(self):
+        generator = np.random.default_rng([self.seed, self.epoch])
+        self.epoch += 1
+        pids = generator.permutation(list(self.by_pid))
+        for start in range(0, len(pids) - self.p + 1, self.p):
+            for pid in pids[start:start + self.p]:
+                indices = self.by_pid[pid]
+                yield from generator.choice(indices, self.k, replace=len(indices) < self.k).tolist()
+
+    def __len__(self) -> int:
+        return (len(self.by_pid) // self.p) * self.p * self.k
+
+
+class Market1501(AdversarialDataModule):
+    """Market-1501 (Zheng et al., ICCV 2015): ``<root>/bounding_box_train``, ``query``, ``bounding_box_test``
+    (``data/reid.py``: names ``pid_cCsS_frame_box.jpg``, junk pid -1 dropped, distractors 0000 kept in the
+    gallery). ``root`` None: the synthetic set written in that layout (``generate_synthetic_reid``, cached).
+    ``num_classes`` is the number of training identities (relabelled 0..N-1 for the classifier).
+
+    Args:
+        image_size: (height, width) crops are resized to (Market's are 128 x 64).
+        ids_per_batch, instances: the P x K training batches (batch size P K).
+        num_train_ids, num_test_ids: the synthetic set's identities.
+    """
+
+    def __init__(self, root: str | None = None, cache_dir: str | None = None, seed: int = 0,
+                 num_train_ids: int = 100, num_test_ids: int = 100, image_size: tuple[int, int] = (64, 32),
+                 ids_per_batch: int = 8, instances: int = 4, batch_size: int = 64, num_workers: int = 0) -> None:
+        super().__init__(batch_size, num_workers)
+        self.root, self.cache_dir, self.seed = root, cache_dir, seed
+        self.num_train_ids, self.num_test_ids = num_train_ids, num_test_ids
+        self.image_size, self.ids_per_batch, self.instances = tuple(image_size), ids_per_batch, instances
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        from adversarial_defense.data.reid import ensure_synthetic_reid, read_market1501, relabel_pids
+
+        root = (Path(self.root) if self.root is not None else
+                ensure_synthetic_reid(self.cache_dir or default_cache("market1501"), self.seed,
+                                      self.num_train_ids, self.num_test_ids))
+        data = read_market1501(root)
+        train = relabel_pids(data["train"])
+        self.num_classes = len({pid for _, pid, _ in train})
+        self.classes = [str(i) for i in range(self.num_classes)]
+        self.splits = {"train": _ReIDImages(train, self.image_size),
+                       "gallery": _ReIDImages(data["gallery"], self.image_size),
+                       "query": _ReIDImages(data["query"], self.image_size)}
+
+    def train_dataloader(self) -> DataLoader:
+        train = self.splits["train"]
+        sampler = _PKSampler([pid for _, pid, _ in train.samples], self.ids_per_batch, self.instances, self.seed)
+        return DataLoader(train, batch_size=self.ids_per_batch * self.instances, sampler=sampler,
+                          num_workers=self.num_workers, drop_last=True)
+
+    def test_dataloader(self) -> list[DataLoader]:
+        """The gallery first, then the queries (the module embeds the gallery before attacking queries)."""
+        return [self._loader("gallery"), self._loader("query")]
