@@ -120,3 +120,27 @@ def test_the_photos_are_a_test_set_only(tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli(["fit", "--config", str(CONFIGS / "imagenet_photos.yaml"), f"--trainer.default_root_dir={tmp_path}"])
     assert "test set" in capsys.readouterr().err
+
+
+def test_coco_layout_feeds_the_detector(tmp_path, cache_dir):
+    """A COCO root (annotations/instances_<split>.json + <split>/ images), written from generated scenes."""
+    import shutil
+
+    from adversarial_defense.data import scenes
+    from shared_utils.detection_formats import read_voc, write_coco
+
+    voc = tmp_path / "voc"
+    scenes.generate(voc, sizes={"train": 6, "val": 2, "test": 2}, image_size=64)
+    coco = tmp_path / "coco"
+    for split in ("train", "val"):
+        gt = read_voc(voc, split, scenes.CLASSES)
+        (coco / split).mkdir(parents=True)
+        for image in gt["images"]:
+            shutil.copy(voc / "JPEGImages" / image["file_name"], coco / split / image["file_name"])
+        write_coco(gt, coco / "annotations" / f"instances_{split}.json")
+    metrics = _run(tmp_path / "runs", "--config", str(CONFIGS / "tog.yaml"), *DETECTION_FAST[:6],
+                   "--data=adversarial_defense.data.datamodule.CocoDetection", f"--data.init_args.root={coco}",
+                   '--data.init_args.splits={"train": "train", "val": "val", "test": "val"}',
+                   "--data.init_args.image_size=64", "--data.init_args.batch_size=4",
+                   "--model.init_args.tog_kinds=[vanishing]")["metrics"]
+    assert "test/map50" in metrics and "test/tog_success_vanishing" in metrics

@@ -1,7 +1,10 @@
 """The Lightning layer for image classification: train a network with a defense, test it under attacks.
 
-- fit: the defense's objective (``defenses.py``); SGD with momentum and a one-cycle learning rate, the usual
-  schedule of fast adversarial training (Wong et al. 2020). Validation logs ``val/acc`` and
+- fit: the defense's objective (``defenses.py``); AdamW with a cosine learning-rate decay. Adversarial defenses ramp their eps (and step size) linearly
+  from 0 over the first ``eps_warmup_epochs`` (a curriculum, as Cai et al., "Curriculum Adversarial Training",
+  IJCAI 2018, and the eps ramp of Gowal et al. 2018): on the shape-texture set, adversarial training from the
+  first step, at eps 8/255 and even at 2/255, stays at chance accuracy for 4 epochs (validation split), while
+  the ramped run learns. Validation logs ``val/acc`` and
   ``val/robust_acc_pgd`` (PGD-10 at the training eps); the defense's ``monitor`` picks the best checkpoint.
 - test: on the deployed model (``defense.wrap``), ``test/clean_acc`` and ``test/robust_acc_<attack>`` for each
   attack of ``attacks`` (eps in 1/255 units in the configs); minimal-norm attacks (CW-L2, DeepFool) count as
@@ -56,7 +59,8 @@ class ClassifierModule(LightningModule):
         arch: ``preact_resnet`` (trained here) or ``lite0`` (the pretrained ImageNet classifier; 1000 classes
             keep its real head).
         width: PreActResNet's first-stage channels.
-        lr, momentum, weight_decay: SGD's, with a one-cycle schedule peaking at ``lr``.
+        lr, weight_decay: AdamW's, ``lr`` decayed by a cosine to 0 over the run.
+        eps_warmup_epochs: epochs over which an adversarial defense's eps ramps from 0 to its value (0: none).
         eps_curve: the PGD accuracy-vs-eps curve's eps values (1/255 units; 0 is clean accuracy).
         val_eps: the eps of the validation PGD (1/255 units).
         l2_budget: the L2 norm within which a minimal-norm attack counts as a success.
@@ -72,9 +76,9 @@ class ClassifierModule(LightningModule):
                          "patch_steps", "universal_batches", "universal_passes", "num_visualized")
 
     def __init__(self, defense: Defense | None = None, attacks: list[attacks.Attack] | None = None,
-                 num_classes: int = 10, arch: str = "preact_resnet", width: int = 8, lr: float = 0.2,
-                 momentum: float = 0.9, weight_decay: float = 5e-4, eps_curve: list[float] = (0, 2, 4, 6, 8, 12, 16),
-                 val_eps: float = 8,
+                 num_classes: int = 10, arch: str = "preact_resnet", width: int = 8, lr: float = 3e-3,
+                 weight_decay: float = 5e-4, eps_warmup_epochs: float = 5,
+                 eps_curve: list[float] = (0, 2, 4, 6, 8, 12, 16), val_eps: float = 8,
                  l2_budget: float = 0.5, universal_eps: float = 8, patch_size: int = 8, patch_target: int = 0,
                  patch_steps: int = 100, universal_batches: int = 4, universal_passes: int = 2,
                  num_visualized: int = 8) -> None:
@@ -96,17 +100,22 @@ class ClassifierModule(LightningModule):
     # fit ----------------------------------------------------------------------------------------------
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         x, y = batch
+        warmup = self.hparams.eps_warmup_epochs * self.trainer.num_training_batches
+        self.defense.eps_scale = min(1.0, self.global_step / warmup) if warmup else 1.0
         loss, logs = self.defense.loss(self.net, x, y)
+        self.defense.eps_scale = 1.0
+        self.log("train/eps_scale", min(1.0, self.global_step / warmup) if warmup else 1.0)
         self.log("train/loss", loss, prog_bar=True)
         for name, value in logs.items():
             self.log(f"train/{name}", value)
         return loss
 
     def configure_optimizers(self):
-        optimizer = torch.optim.SGD(self.net.parameters(), lr=self.hparams.lr, momentum=self.hparams.momentum,
-                                    weight_decay=self.hparams.weight_decay, nesterov=True)
-        scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=self.hparams.lr,
-                                                        total_steps=self.trainer.estimated_stepping_batches)
+        optimizer = torch.optim.AdamW(self.net.parameters(), lr=self.hparams.lr,
+                                      weight_decay=self.hparams.weight_decay)
+        # cosine decay from the first step: a warm-up (one-cycle) leaves the network at chance while eps ramps up
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer,
+                                                               T_max=self.trainer.estimated_stepping_batches)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:

@@ -42,6 +42,9 @@ class Defense(nn.Module):
 
     name = "standard"
     monitor = "val/acc"
+    # The fraction of its eps (and step size) an adversarial defense uses now: the training module ramps it from
+    # 0 to 1 over its first epochs (``ClassifierModule.eps_warmup_epochs``), 1 outside training.
+    eps_scale = 1.0
 
     def __init__(self) -> None:
         super().__init__()  # an nn.Module so that checkpoints record and rebuild it as they do a model part
@@ -72,7 +75,10 @@ class PGDAT(Defense):
         self.eps, self.alpha, self.steps = from_255(eps), from_255(alpha, "alpha"), steps
 
     def adversarial(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
-        return pgd(model, x, y, eps=self.eps, alpha=self.alpha, steps=self.steps, random_start=True)
+        if self.eps_scale <= 0:
+            return x
+        return pgd(model, x, y, eps=self.eps * self.eps_scale, alpha=self.alpha * self.eps_scale, steps=self.steps,
+                   random_start=True)
 
     def loss(self, model, x, y):
         logits = model(self.adversarial(model, x, y))
@@ -99,6 +105,7 @@ class TRADES(Defense):
         self.beta, self.eps, self.alpha, self.steps = beta, from_255(eps), from_255(alpha, "alpha"), steps
 
     def adversarial(self, model: nn.Module, x: Tensor) -> Tensor:
+        eps, alpha = self.eps * self.eps_scale, self.alpha * self.eps_scale
         with eval_mode(model):
             with torch.no_grad():
                 clean = F.softmax(model(x), dim=1)
@@ -107,7 +114,7 @@ class TRADES(Defense):
                 adv.requires_grad_(True)
                 kl = F.kl_div(F.log_softmax(model(adv), dim=1), clean, reduction="sum")
                 grad, = torch.autograd.grad(kl, adv)
-                adv = torch.min(torch.max(adv.detach() + self.alpha * grad.sign(), x - self.eps), x + self.eps)
+                adv = torch.min(torch.max(adv.detach() + alpha * grad.sign(), x - eps), x + eps)
                 adv = adv.clamp(0, 1)
         return adv.detach()
 

@@ -11,6 +11,7 @@ metric attacks of Bai et al. (``attacks/reid.py``) against it.
   (Market-1501's protocol, ``metrics.market_cmc_map``) on clean queries, ``test/rank1_push`` / ``test/map_push``
   on queries attacked away from their identity's gallery embeddings, and ``test/pull_success``: the fraction
   of queries attacked towards another identity whose top-1 match becomes that identity. Percentages.
+  TensorBoard: clean queries | attacked | amplified perturbation, per attack.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from adversarial_defense.attacks._common import from_255
 from adversarial_defense.attacks.reid import reid_pull, reid_push
 from adversarial_defense.metrics import market_cmc_map
 from adversarial_defense.models import ReIDNet
+from shared_utils.logging import image_grid, log_image
 
 
 def batch_hard_triplet(features: Tensor, pids: Tensor, margin: float = 0.3) -> Tensor:
@@ -114,6 +116,8 @@ class ReIDModule(LightningModule):
             push = reid_push(self.net, x, anchors=anchors, eps=eps, alpha=alpha, steps=self.hparams.attack_steps)
             pull = reid_pull(self.net, x, targets=target_anchors, eps=eps, alpha=alpha,
                              steps=self.hparams.attack_steps)
+        if batch_idx == 0:
+            self._visualize(x, push, pull)
         with torch.no_grad():
             for key, value in (("features", features), ("push", self.net(push)), ("pull", self.net(pull)),
                                ("pids", pids), ("camids", camids), ("targets", targets)):
@@ -138,3 +142,12 @@ class ReIDModule(LightningModule):
         metrics["pull_success"] = 100 * float((gallery["pids"][top1] == query["targets"]).float().mean())
         for name, value in metrics.items():
             self.log(f"test/{name}", value)
+
+    def _visualize(self, x: Tensor, push: Tensor, pull: Tensor, n: int = 8) -> None:
+        """Per attack: clean queries | attacked | amplified perturbation."""
+        n = min(n, len(x))
+        for name, adv in (("push", push), ("pull", pull)):
+            delta = adv[:n] - x[:n]
+            amplified = 0.5 + delta / (2 * delta.abs().amax(dim=(1, 2, 3), keepdim=True).clamp(min=1e-8))
+            tiles = torch.cat([x[:n], adv[:n], amplified.clamp(0, 1)]).detach().cpu()
+            log_image(self.logger, f"test/{name}", image_grid(tiles, nrow=n))

@@ -4,7 +4,8 @@ in ``setup``, ``num_classes`` and ``classes``, which the CLI links into the mode
 Classification (``ClassificationDataModule``): ``ShapeTexture`` (the generated default, cached), ``ImageFolder``
 (torchvision's layout ``<root>/<split>/<class>/<image>``), ``ImagenetPhotos`` (the real photos that ship with
 scikit-image, labelled with the ImageNet classes the pretrained Lite0 must predict; test only).
-Detection: ``Scenes`` (the generated shape scenes in PASCAL VOC layout, or a VOC root of real images).
+Detection: ``Scenes`` (the generated shape scenes in PASCAL VOC layout, or a VOC root of real images),
+``CocoDetection`` (COCO instances files).
 Re-identification: ``Market1501`` (the real layout, or the generated synthetic set written in it).
 """
 
@@ -243,6 +244,30 @@ class Scenes(AdversarialDataModule):
             gt = read_voc(root, image_set, self.classes)
             if self.classes is None:
                 self.classes = [c["name"] for c in gt["categories"]]
+            self.splits[split] = _Detection(gt, self.classes, self.image_size)
+        self.num_classes = len(self.classes)
+
+
+class CocoDetection(Scenes):
+    """Detection from COCO instances files: ``<root>/annotations/instances_<split>.json`` with the images in
+    COCO's layout (``<root>/<split>/``; ``shared_utils.detection_formats.read_coco``), e.g. ``splits: {train:
+    train2017, val: val2017, test: val2017}``; ``classes`` keeps those categories (default: all, in id order)."""
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        from shared_utils.detection_formats import read_coco
+
+        if self.root is None:
+            raise DatasetFormatError("CocoDetection needs data.init_args.root (<root>/annotations/"
+                                     "instances_<split>.json and <root>/<split>/ images)")
+        self.classes = self.class_names
+        for split, name in self.split_names.items():
+            gt = read_coco(Path(self.root) / "annotations" / f"instances_{name}.json")
+            if self.classes is None:
+                self.classes = [c["name"] for c in sorted(gt["categories"], key=lambda c: c["id"])]
+            keep = {c["id"] for c in gt["categories"] if c["name"] in self.classes}
+            gt = {**gt, "annotations": [a for a in gt["annotations"] if a["category_id"] in keep]}
             self.splits[split] = _Detection(gt, self.classes, self.image_size)
         self.num_classes = len(self.classes)
 
