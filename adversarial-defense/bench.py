@@ -83,8 +83,8 @@ def pgd_speed(batch: int = 128, steps: int = 10) -> dict:
     return result
 
 
-PICTURES = {"pgd_at": ["test/pgd", "test/cw"], "standard": ["test/pgd"], "tog": ["test/tog_vanishing",
-                                                                              "test/tog_fabrication", "test/sponge"]}
+PICTURES = {"pgd_at": ["test/pgd"], "standard": ["test/pgd"], "reid": ["test/push"],
+            "tog": ["test/clean", "test/tog_vanishing", "test/tog_mislabeling", "test/sponge"]}
 
 
 def export_pictures() -> None:

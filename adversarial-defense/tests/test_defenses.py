@@ -98,3 +98,26 @@ def test_trades_examples_stay_in_the_eps_ball_and_image_range():
     x = torch.rand(4, 3, 8, 8)
     adv = TRADES(eps=8, steps=5).adversarial(model, x)
     assert (adv - x).abs().max() <= 8 / 255 + 1e-6 and adv.min() >= 0 and adv.max() <= 1
+
+
+def test_the_eps_schedule_starts_clean_then_ramps(monkeypatch):
+    """clean_epochs of clean training, then eps grows linearly over eps_warmup_epochs (values the defense sees)."""
+    from types import SimpleNamespace
+
+    from adversarial_defense.classifier import ClassifierModule
+
+    seen = []
+
+    class Spy(PGDAT):
+        def loss(self, model, x, y):
+            seen.append(self.eps_scale)
+            return super().loss(model, x, y)
+
+    module = ClassifierModule(defense=Spy(steps=1), num_classes=3, width=4, clean_epochs=1, eps_warmup_epochs=2)
+    monkeypatch.setattr(ClassifierModule, "trainer", SimpleNamespace(num_training_batches=4), raising=False)
+    monkeypatch.setattr(ClassifierModule, "log", lambda *args, **kwargs: None)
+    for step in range(14):
+        monkeypatch.setattr(ClassifierModule, "global_step", step, raising=False)
+        module.training_step((torch.rand(2, 3, 8, 8), torch.tensor([0, 1])), step)
+    assert seen == [0, 0, 0, 0, 0, 0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875, 1, 1]
+    assert module.defense.eps_scale == 1  # outside training steps the defense is at full strength

@@ -14,7 +14,8 @@ CONFIGS = Path(__file__).parents[1] / "configs"
 DEFENSES = ["standard", "pgd_at", "trades", "fast_at", "ot_at", "input_transform"]
 FAST = ["--trainer.max_epochs=1", "--trainer.limit_train_batches=2", "--trainer.enable_progress_bar=false"]
 # Cheap attacks: the test checks that every metric is computed, not how strong the attacks are.
-CHEAP = ["--model.init_args.width=4", "--model.init_args.eps_curve=[0, 8]",
+CHEAP = ["--model.init_args.width=4", "--model.init_args.eps_curve=[0, 8]", "--model.init_args.clean_epochs=0",
+         "--model.init_args.eps_warmup_epochs=0",
          "--model.init_args.attacks=[{class_path: adversarial_defense.attacks.classification.FGSM},"
          " {class_path: adversarial_defense.attacks.classification.PGD, init_args: {steps: 2}},"
          " {class_path: adversarial_defense.attacks.classification.CW, init_args: {steps: 3}},"

@@ -1,10 +1,11 @@
 """The Lightning layer for image classification: train a network with a defense, test it under attacks.
 
-- fit: the defense's objective (``defenses.py``); AdamW with a cosine learning-rate decay. Adversarial defenses ramp their eps (and step size) linearly
-  from 0 over the first ``eps_warmup_epochs`` (a curriculum, as Cai et al., "Curriculum Adversarial Training",
-  IJCAI 2018, and the eps ramp of Gowal et al. 2018): on the shape-texture set, adversarial training from the
-  first step, at eps 8/255 and even at 2/255, stays at chance accuracy for 4 epochs (validation split), while
-  the ramped run learns. Validation logs ``val/acc`` and
+- fit: the defense's objective (``defenses.py``); AdamW with a cosine learning-rate decay. Adversarial
+  defenses train on clean images for ``clean_epochs`` (the adv-sat reference's ``--epoch_adv``), then ramp
+  their eps (and step size) linearly from 0 over ``eps_warmup_epochs`` (a curriculum, as Cai et al.,
+  "Curriculum Adversarial Training", IJCAI 2018, and the eps ramp of Gowal et al. 2018): on the shape-texture
+  set, adversarial training from the first step, at eps 8/255 and even at 2/255, stays at chance accuracy
+  (validation split). Validation logs ``val/acc`` and
   ``val/robust_acc_pgd`` (PGD-10 at the training eps); the defense's ``monitor`` picks the best checkpoint.
 - test: on the deployed model (``defense.wrap``), ``test/clean_acc`` and ``test/robust_acc_<attack>`` for each
   attack of ``attacks`` (eps in 1/255 units in the configs); minimal-norm attacks (CW-L2, DeepFool) count as
@@ -60,7 +61,8 @@ class ClassifierModule(LightningModule):
             keep its real head).
         width: PreActResNet's first-stage channels.
         lr, weight_decay: AdamW's, ``lr`` decayed by a cosine to 0 over the run.
-        eps_warmup_epochs: epochs over which an adversarial defense's eps ramps from 0 to its value (0: none).
+        clean_epochs, eps_warmup_epochs: an adversarial defense trains on clean images for ``clean_epochs``
+            (adv-sat's ``--epoch_adv``), then ramps its eps from 0 to its value over ``eps_warmup_epochs``.
         eps_curve: the PGD accuracy-vs-eps curve's eps values (1/255 units; 0 is clean accuracy).
         val_eps: the eps of the validation PGD (1/255 units).
         l2_budget: the L2 norm within which a minimal-norm attack counts as a success.
@@ -77,7 +79,7 @@ class ClassifierModule(LightningModule):
 
     def __init__(self, defense: Defense | None = None, attacks: list[attacks.Attack] | None = None,
                  num_classes: int = 10, arch: str = "preact_resnet", width: int = 8, lr: float = 3e-3,
-                 weight_decay: float = 5e-4, eps_warmup_epochs: float = 5,
+                 weight_decay: float = 5e-4, clean_epochs: float = 2, eps_warmup_epochs: float = 4,
                  eps_curve: list[float] = (0, 2, 4, 6, 8, 12, 16), val_eps: float = 8,
                  l2_budget: float = 0.5, universal_eps: float = 8, patch_size: int = 8, patch_target: int = 0,
                  patch_steps: int = 100, universal_batches: int = 4, universal_passes: int = 2,
@@ -100,11 +102,13 @@ class ClassifierModule(LightningModule):
     # fit ----------------------------------------------------------------------------------------------
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         x, y = batch
-        warmup = self.hparams.eps_warmup_epochs * self.trainer.num_training_batches
-        self.defense.eps_scale = min(1.0, self.global_step / warmup) if warmup else 1.0
+        epoch = self.global_step / max(self.trainer.num_training_batches, 1)  # fractional epochs done
+        clean, warmup = self.hparams.clean_epochs, self.hparams.eps_warmup_epochs
+        ramp = 1.0 if warmup <= 0 else (epoch - clean) / warmup
+        self.defense.eps_scale = 0.0 if epoch < clean else min(1.0, max(0.0, ramp))
+        self.log("train/eps_scale", self.defense.eps_scale)
         loss, logs = self.defense.loss(self.net, x, y)
         self.defense.eps_scale = 1.0
-        self.log("train/eps_scale", min(1.0, self.global_step / warmup) if warmup else 1.0)
         self.log("train/loss", loss, prog_bar=True)
         for name, value in logs.items():
             self.log(f"train/{name}", value)
