@@ -28,7 +28,7 @@ from lightning.pytorch import LightningModule
 from torch import Tensor, nn
 
 from adversarial_defense.attacks import classification as attacks
-from adversarial_defense.attacks._common import from_255
+from adversarial_defense.attacks._common import amplified, from_255
 from adversarial_defense.defenses import Defense, InputTransform, Standard
 from adversarial_defense.metrics import accuracy_eps_auc
 from adversarial_defense.models import Lite0Classifier, PreActResNet
@@ -228,11 +228,10 @@ class ClassifierModule(LightningModule):
         n = min(self.hparams.num_visualized, len(x))
         classes = getattr(getattr(self.trainer, "datamodule", None), "classes", None)
         for name, adv, predicted in drawn:
-            delta = adv[:n] - x[:n]
-            amplified = (0.5 + delta / (2 * delta.abs().amax(dim=(1, 2, 3), keepdim=True).clamp(min=1e-8)))
+            perturbation = amplified(x[:n], adv[:n])
             tiles = [_labelled(x[i], clean[i], classes) for i in range(n)]
             tiles += [_labelled(adv[i], predicted[i], classes) for i in range(n)]
-            tiles += [_upscale(amplified[i]) for i in range(n)]
+            tiles += [_upscale(perturbation[i]) for i in range(n)]
             log_image(self.logger, f"test/{name}", image_grid(torch.stack(tiles).cpu(), nrow=n))
 
 

@@ -25,6 +25,8 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import cv2
 import numpy as np
 import torch
@@ -35,7 +37,7 @@ from adversarial_defense.attacks._common import eval_mode, from_255
 from adversarial_defense.attacks.classification import pgd
 
 
-class Defense(nn.Module):
+class Defense(nn.Module, ABC):
     """Base class: a training objective and the deployed model. ``monitor``: the validation metric that picks
     the best checkpoint (adversarial training overfits robustly, Rice et al. ICML 2020: robust accuracy on
     validation data is what early stopping watches)."""
@@ -49,8 +51,9 @@ class Defense(nn.Module):
     def __init__(self) -> None:
         super().__init__()  # an nn.Module so that checkpoints record and rebuild it as they do a model part
 
+    @abstractmethod
     def loss(self, model: nn.Module, x: Tensor, y: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        raise NotImplementedError
+        """The training loss on a batch and what to log beside it."""
 
     def wrap(self, model: nn.Module) -> nn.Module:
         """The model as deployed (what the test stage attacks)."""

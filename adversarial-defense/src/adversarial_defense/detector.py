@@ -26,7 +26,7 @@ from lightning.pytorch import LightningModule
 from torch import Tensor
 
 from adversarial_defense.attacks import detection as det_attacks
-from adversarial_defense.attacks._common import from_255
+from adversarial_defense.attacks._common import amplified, from_255
 from adversarial_defense.detection_metrics import map50
 from shared_utils.detection import CenterNet
 from shared_utils.logging import image_grid, log_image
@@ -198,11 +198,10 @@ class DetectorModule(LightningModule):
     def _visualize(self, images: Tensor, drawn: list[tuple[str, Tensor, list[dict]]]) -> None:
         n = min(self.hparams.num_visualized, len(images))
         for name, x, detections in drawn:
-            delta = x[:n] - images[:n]
-            scale = delta.abs().amax(dim=(1, 2, 3), keepdim=True).clamp(min=1e-8)
+            perturbation = amplified(images[:n], x[:n])
             tiles = [_draw(images[i], detections[i], self.hparams.score_threshold) if name == "clean"
                      else _draw(x[i], detections[i], self.hparams.score_threshold) for i in range(n)]
-            tiles += [(0.5 + delta[i] / (2 * scale[i])).clamp(0, 1) for i in range(n)]
+            tiles += list(perturbation)
             log_image(self.logger, f"test/{name}", image_grid(torch.stack(tiles).cpu(), nrow=n))
 
 

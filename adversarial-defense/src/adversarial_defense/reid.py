@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from lightning.pytorch import LightningModule
 from torch import Tensor
 
-from adversarial_defense.attacks._common import from_255
+from adversarial_defense.attacks._common import amplified, from_255
 from adversarial_defense.attacks.reid import reid_pull, reid_push
 from adversarial_defense.metrics import market_cmc_map
 from adversarial_defense.models import ReIDNet
@@ -147,7 +147,5 @@ class ReIDModule(LightningModule):
         """Per attack: clean queries | attacked | amplified perturbation."""
         n = min(n, len(x))
         for name, adv in (("push", push), ("pull", pull)):
-            delta = adv[:n] - x[:n]
-            amplified = 0.5 + delta / (2 * delta.abs().amax(dim=(1, 2, 3), keepdim=True).clamp(min=1e-8))
-            tiles = torch.cat([x[:n], adv[:n], amplified.clamp(0, 1)]).detach().cpu()
+            tiles = torch.cat([x[:n], adv[:n], amplified(x[:n], adv[:n])]).detach().cpu()
             log_image(self.logger, f"test/{name}", image_grid(tiles, nrow=n))

@@ -56,6 +56,12 @@ def private_images(x: Tensor) -> Tensor:
         return x.detach().clone()
 
 
+def amplified(clean: Tensor, adversarial: Tensor) -> Tensor:
+    """The perturbation of each image scaled to fill [0, 1] around mid-grey, for pictures."""
+    delta = adversarial - clean
+    return (0.5 + delta / (2 * delta.abs().amax(dim=(1, 2, 3), keepdim=True).clamp(min=1e-8))).clamp(0, 1)
+
+
 def check_eps(value: float, name: str = "eps") -> float:
     """``value`` in image units ([0, 1] images); a value above 1 is a 1/255-unit value given by mistake."""
     value = float(value)

@@ -40,6 +40,7 @@ torchattacks' attacks.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import ClassVar
@@ -635,13 +636,14 @@ def adversarial_patch(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]]
 # Config-friendly attacks: Linf eps and step sizes in 1/255 units, ``__call__(model, x, y) -> x_adv``
 # ---------------------------------------------------------------------------------------------------------------
 
-class Attack:
+class Attack(ABC):
     """Base of the config classes (what a config's ``attacks: [{class_path: ...}]`` list holds)."""
 
     name: ClassVar[str]
 
+    @abstractmethod
     def __call__(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
-        raise NotImplementedError
+        """The adversarial images of ``x`` (labels ``y``) against ``model``."""
 
 
 @dataclass(frozen=True)
