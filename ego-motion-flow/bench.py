@@ -1,0 +1,174 @@
+"""`make bench PROJECT=ego-motion-flow [ARGS="--only METHOD ..."]`: every method on the synthetic roads -> RESULTS.md.
+
+Each row runs its config exactly as `make train` (learned methods: fit, then test the best checkpoint) or as
+`ego-motion-flow test --config ...` (methods that learn nothing) into runs/ego-motion-flow/bench/<row>/:
+
+- the geometric methods (`zero_flow`, `rigid_gt`, `homography`, `essential`, `probabilistic`) on the ground-
+  truth flow, then on the flow of the trained `raft_small` (`*_raft` rows: what a deployment has);
+- the learned ones: `raft_small` (flow only), `supervised` (the default), `self_supervised` (Monodepth2 +
+  GeoNet residual flow), and `probabilistic_learned`: the new method on RAFT flow and self-supervised depth,
+  no ground truth at all;
+- `*_kitti15`: two methods through the KITTI 2015 loader on the synthetic set written in that layout.
+
+This process then times each method's `separate` on one test batch (pairs/s) in one run.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import torch
+
+from shared_utils.bench import (
+    Store,
+    bench_dir,
+    fmt,
+    markdown_table,
+    median_seconds,
+    parse_args,
+    results_header,
+    run_config,
+    write_results,
+)
+from shared_utils.checkpoints import latest_run
+
+HERE = Path(__file__).resolve().parent
+PROJECT = "ego-motion-flow"
+CONFIGS = HERE / "configs"
+LEARNED = ["raft_small", "supervised", "self_supervised"]
+GEOMETRIC = ["zero_flow", "rigid_gt", "homography", "essential", "probabilistic"]
+ON_RAFT = ["rigid_gt_raft", "homography_raft", "essential_raft", "probabilistic_raft"]
+METHODS = [*LEARNED, *GEOMETRIC, *ON_RAFT, "probabilistic_learned", "homography_kitti15", "probabilistic_kitti15"]
+
+
+def run_dir(name: str) -> str:
+    return str(latest_run(bench_dir(PROJECT) / name))
+
+
+def plan(name: str) -> tuple[list[str], list[str], str]:
+    """(configs, extra args, subcommand) of a row; `*_raft` rows read the raft_small row's run."""
+    if name in LEARNED:
+        return [f"{name}.yaml"], [], "fit"
+    if name.endswith("_raft"):
+        return [f"{name[:-5]}.yaml"], [f"--model.init_args.flow_checkpoint={run_dir('raft_small')}"], "test"
+    if name == "probabilistic_learned":
+        return ["probabilistic.yaml"], [f"--model.init_args.flow_checkpoint={run_dir('raft_small')}",
+                                        f"--model.init_args.depth_checkpoint={run_dir('self_supervised')}"], "test"
+    if name.endswith("_kitti15"):
+        kitti = synthetic_root() / "kitti15"
+        return [f"{name[:-8]}.yaml", "kitti15.yaml"], [f"--data.init_args.root={kitti}"], "test"
+    return [f"{name}.yaml"], [], "test"
+
+
+def synthetic_root() -> Path:
+    from ego_motion_flow.data.datamodule import SyntheticRoads
+
+    return SyntheticRoads().root()
+
+
+def run_method(name: str, extra: list[str]) -> dict:
+    configs, args, subcommand = plan(name)
+    run = run_config(PROJECT, [CONFIGS / c for c in configs], name, [*args, *extra], subcommand=subcommand)
+    return {"metrics": run.metrics, "minutes": run.seconds / 60}
+
+
+def speed(batch_size: int = 8) -> dict:
+    """Pairs per second of each method's ``separate`` on one synthetic test batch (the learned ones from their
+    bench runs), in this process, one after the other."""
+    from ego_motion_flow.data.datamodule import SyntheticRoads
+    from ego_motion_flow.methods.geometric import Essential, Homography, RigidGT, ZeroFlow
+    from ego_motion_flow.methods.probabilistic import ProbabilisticMotion
+    from shared_utils.checkpoints import load_model
+
+    data = SyntheticRoads(test_batch_size=batch_size)
+    data.setup("test")
+    batch = next(iter(data.test_dataloader()))
+    methods = {"zero_flow": ZeroFlow(), "rigid_gt": RigidGT(), "homography": Homography(),
+               "essential": Essential(), "probabilistic": ProbabilisticMotion()}
+    for name in LEARNED:
+        if (bench_dir(PROJECT) / name).is_dir():
+            methods[name] = load_model(run_dir(name))
+    result = {"batch": batch_size, "threads": torch.get_num_threads(),
+              "size": list(batch["image1"].shape[-2:])}
+    with torch.no_grad():
+        for name, method in methods.items():
+            result[f"{name}_pairs_per_s"] = batch_size / median_seconds(lambda m=method: m.separate(batch), repeats=3)
+    return result
+
+
+PICTURES = ["supervised", "self_supervised", "homography_raft", "probabilistic"]
+
+
+def export_pictures() -> None:
+    """The test pictures of the latest bench runs as PNG files under docs/ (the README shows them)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    (HERE / "docs").mkdir(exist_ok=True)
+    tag = "test/image_flow_rigid_residual_moving"
+    for name in PICTURES:
+        if not (bench_dir(PROJECT) / name).is_dir():
+            continue
+        for events in sorted(Path(run_dir(name)).glob("events.out.tfevents.*")):
+            accumulator = EventAccumulator(str(events), size_guidance={"images": 0})
+            accumulator.Reload()
+            if tag in accumulator.Tags()["images"]:
+                (HERE / "docs" / f"{name}.png").write_bytes(accumulator.Images(tag)[-1].encoded_image_string)
+
+
+COLUMNS = [("epe", "EPE", 2), ("fl_all", "Fl-all %", 1), ("epe_bg", "EPE bg", 2), ("epe_fg", "EPE fg", 2),
+           ("epe_rigid_bg", "rigid EPE bg", 2), ("moving_iou", "moving IoU", 3), ("moving_f1", "moving F1", 3),
+           ("ate", "ATE m", 3), ("rpe_trans", "RPE m", 3), ("rpe_rot", "RPE deg", 3)]
+SOURCES = {"zero_flow": "-", "raft_small": "RAFT (own)", "supervised": "own", "self_supervised": "own (GeoNet)",
+           "probabilistic_learned": "raft_small + self-sup. depth"}
+
+
+def render(args, store: Store) -> str:
+    data = store.data
+    text = results_header(PROJECT, "ego-motion-flow results", args, store, notes=(
+        "Synthetic road sequences (64 x 192, test split: 6 sequences x 19 pairs). EPE in pixels (per-image mean "
+        "over valid pixels, averaged over images, as RAFT's KITTI evaluation); Fl-all: percentage of valid pixels "
+        "with error > 3 px and > 5 % of the true flow, pooled (KITTI devkit); bg / fg: static / moving ground "
+        "truth; rigid EPE bg: the method's rigid flow against the true flow on static pixels; moving IoU / F1 "
+        "pooled over pixels; ATE / RPE: evo's APE (RMSE) and RPE (1 frame) of each sequence's chained camera "
+        "motion (sim(3) alignment for monocular methods), averaged over sequences. Flow source: where the "
+        "geometric methods get their flow (gt: the dataset's, so their EPE is 0 by construction)."))
+    header = ["method", "flow source", *(c[1] for c in COLUMNS), "minutes"]
+    rows = []
+    for name, record in store.rows([m for m in METHODS if m in data]):
+        m = record["metrics"]
+        source = SOURCES.get(name, "raft_small" if name.endswith("_raft") else "gt")
+        rows.append([name, source, *(fmt(m.get(f"test/{k}"), d) for k, _, d in COLUMNS), fmt(record["minutes"], 1)])
+    text += "## Methods x metrics (synthetic test split)\n\n" + markdown_table(header, rows)
+    if "speed" in data:
+        s = data["speed"]
+        names = [n for n in [*GEOMETRIC, *LEARNED] if f"{n}_pairs_per_s" in s]
+        text += (f"\n## Speed\n\n`separate` on one batch of {s['batch']} pairs of {s['size'][0]} x {s['size'][1]}, "
+                 f"{s['threads']} threads, median of 3, pairs per second:\n\n")
+        text += markdown_table(names, [[fmt(s[f"{n}_pairs_per_s"], 1) for n in names]])
+    return text
+
+
+def main() -> None:
+    args = parse_args(METHODS, description=__doc__)
+    store = Store(HERE / "bench.json")
+    failed = []
+    for name in args.methods:
+        start = time.perf_counter()
+        try:
+            store.put(name, run_method(name, args.extra))
+        except (subprocess.CalledProcessError, FileNotFoundError) as err:  # the others still run; fail at the end
+            failed.append(name)
+            print(f"{name}: FAILED ({err})", flush=True)
+            continue
+        print(f"{name}: {(time.perf_counter() - start) / 60:.1f} min", flush=True)
+    store.put("speed", speed())
+    export_pictures()
+    write_results(HERE / "RESULTS.md", render(args, store))
+    if failed:
+        raise SystemExit(f"failed: {', '.join(failed)} (their rows keep earlier numbers, if any)")
+
+
+if __name__ == "__main__":
+    main()
