@@ -7,7 +7,7 @@ Each row runs its config exactly as `make train` (learned methods: fit, then tes
   truth flow, then on the flow of the trained `raft_small` (`*_raft` rows: what a deployment has);
 - the learned ones: `raft_small` (flow only), `supervised` (the default), `self_supervised` (Monodepth2 +
   GeoNet residual flow), and `probabilistic_learned`: the new method on RAFT flow and self-supervised depth,
-  no ground truth at all;
+  no ground truth at all; `probabilistic_gt_pose`, the control: its test on the true camera motion;
 - `*_kitti15`: two methods through the KITTI 2015 loader on the synthetic set written in that layout.
 
 This process then times each method's `separate` on one test batch (pairs/s) in one run.
@@ -40,7 +40,8 @@ CONFIGS = HERE / "configs"
 LEARNED = ["raft_small", "supervised", "self_supervised"]
 GEOMETRIC = ["zero_flow", "rigid_gt", "homography", "essential", "probabilistic"]
 ON_RAFT = ["rigid_gt_raft", "homography_raft", "essential_raft", "probabilistic_raft"]
-METHODS = [*LEARNED, *GEOMETRIC, *ON_RAFT, "probabilistic_learned", "homography_kitti15", "probabilistic_kitti15"]
+METHODS = [*LEARNED, *GEOMETRIC, "probabilistic_gt_pose", *ON_RAFT, "probabilistic_learned", "homography_kitti15",
+           "probabilistic_kitti15"]
 
 
 def run_dir(name: str) -> str:
@@ -53,6 +54,8 @@ def plan(name: str) -> tuple[list[str], list[str], str]:
         return [f"{name}.yaml"], [], "fit"
     if name.endswith("_raft"):
         return [f"{name[:-5]}.yaml"], [f"--model.init_args.flow_checkpoint={run_dir('raft_small')}"], "test"
+    if name == "probabilistic_gt_pose":
+        return ["probabilistic.yaml"], ["--model.init_args.gt_pose=true"], "test"
     if name == "probabilistic_learned":
         return ["probabilistic.yaml"], [f"--model.init_args.flow_checkpoint={run_dir('raft_small')}",
                                         f"--model.init_args.depth_checkpoint={run_dir('self_supervised')}"], "test"
@@ -102,10 +105,23 @@ PICTURES = ["supervised", "self_supervised", "homography_raft", "probabilistic"]
 
 
 def export_pictures() -> None:
-    """The test pictures of the latest bench runs as PNG files under docs/ (the README shows them)."""
+    """The ground truth of four synthetic test pairs and the test pictures of the latest bench runs as PNG files
+    under docs/ (the README shows them)."""
+    import cv2
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+    from ego_motion_flow.data.datamodule import SyntheticRoads
+    from ego_motion_flow.visualize import separation_panel
+
     (HERE / "docs").mkdir(exist_ok=True)
+    data = SyntheticRoads(test_batch_size=19)  # one sequence's pairs: take four spread over it
+    data.setup("test")
+    batch = next(iter(data.test_dataloader()))
+    rows = [separation_panel(batch["image1"][i], batch["flow"][i] * batch["flow_valid"][i],
+                             batch["rigid_flow"][i] * batch["rigid_valid"][i], batch["moving"][i])
+            for i in (0, 6, 12, 18)]
+    picture = (torch.cat(rows, 1).permute(1, 2, 0).numpy() * 255).round().astype("uint8")
+    cv2.imwrite(str(HERE / "docs" / "synthetic.png"), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
     tag = "test/image_flow_rigid_residual_moving"
     for name in PICTURES:
         if not (bench_dir(PROJECT) / name).is_dir():

@@ -8,11 +8,14 @@ import json
 import math
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
 from conftest import TINY
 from ego_motion_flow.cli import cli
 from ego_motion_flow.data.datamodule import SyntheticRoads
+from ego_motion_flow.data.io import write_kitti_odometry_calib, write_kitti_poses
 
 CONFIGS = Path(__file__).parents[1] / "configs"
 FAST = ["--trainer.max_epochs=1", "--trainer.limit_train_batches=2", "--trainer.enable_progress_bar=false"]
@@ -99,10 +102,6 @@ def test_fit_of_a_method_without_training_is_a_one_line_error(tmp_path, tiny_dat
 
 def test_geometric_method_without_a_flow_source_says_what_to_set(tmp_path, capsys):
     root = tmp_path / "kitti_odometry"
-    from ego_motion_flow.data.io import write_kitti_odometry_calib, write_kitti_poses
-    import cv2
-    import numpy as np
-
     images = root / "sequences" / "00" / "image_2"
     images.mkdir(parents=True)
     for i in range(3):

@@ -329,18 +329,6 @@ def essential_ego_motion(
     return T_21.to(flow.dtype), rigid, residual, inliers
 
 
-def _robust_weights(error: Tensor, robust: str, scale: float) -> Tensor:
-    """IRLS weights of residual norms (M-estimators, Zhang, Image Vis. Comput. 1997): Cauchy 1 / (1 + (e/c)^2),
-    Huber min(1, c/e), "none" 1 (plain least squares)."""
-    if robust == "cauchy":
-        return 1 / (1 + (error / scale) ** 2)
-    if robust == "huber":
-        return (scale / error.clamp(min=1e-12)).clamp(max=1)
-    if robust == "none":
-        return torch.ones_like(error)
-    raise ValueError(f"robust must be 'cauchy', 'huber' or 'none', got {robust!r}")
-
-
 def _pnp_init(flow: Tensor, mask: Tensor, points: Tensor, K: Tensor, num_samples: int = RANSAC_SAMPLES) -> Tensor:
     """B x 4 x 4 float64 initial T_21 by cv2.solvePnPRansac on sampled pixels: 3D X1 (points, B x 3 x H x W) -> 2D
     p + flow. RANSAC PnP (EPnP/DLT start + Levenberg-Marquardt, OpenCV defaults) is robust to moving pixels and to

@@ -79,7 +79,8 @@ class MotionMethod(LightningModule, ABC):
         if out.get("T_21") is not None:
             for i in range(len(batch["frame"])):
                 if bool(batch["has_pose"][i]):
-                    self.poses[batch["sequence"][i]].append((int(batch["frame"][i]), out["T_21"][i].double().cpu().numpy(),
+                    self.poses[batch["sequence"][i]].append((int(batch["frame"][i]),
+                                                             out["T_21"][i].double().cpu().numpy(),
                                                              batch["T_21"][i].double().cpu().numpy()))
         if batch_idx == 0:
             self._log_pictures(batch, out, stage)

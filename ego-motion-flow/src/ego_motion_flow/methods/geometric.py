@@ -14,8 +14,8 @@ from torch import Tensor, nn
 
 from ego_motion_flow import geometry
 from ego_motion_flow.methods.base import MotionMethod, residual_moving
-from shared_utils.cli import ConfigFileError
 from shared_utils.checkpoints import load_model
+from shared_utils.cli import ConfigFileError
 from shared_utils.paths import anchored
 
 
@@ -67,8 +67,9 @@ class ZeroFlow(NoTraining):
 
 class RigidGT(NoTraining):
     """The ceiling of the geometric route: rigid flow from the ground-truth depth of frame 1 and the ground-
-    truth camera motion; residual = source flow - rigid flow. Where depth is unknown (sky, no lidar) the
-    rigid flow is that of the source (residual zero: no evidence of motion)."""
+    truth camera motion; residual = source flow - rigid flow. Where depth or the pose is unknown (sky, no
+    lidar, a pair whose KITTI 2015 pose fit failed) the rigid flow is that of the source (residual zero: no
+    evidence of motion)."""
 
     def __init__(self, flow_checkpoint: str | None = None) -> None:
         super().__init__()
@@ -77,9 +78,10 @@ class RigidGT(NoTraining):
 
     def separate(self, batch: dict) -> dict:
         flow, _ = self.source(batch)
-        if not batch["has_pose"].all():
+        if not batch["has_pose"].any():
             raise ConfigFileError("rigid_gt needs the ground-truth camera motion, which this dataset lacks")
         rigid, valid = geometry.rigid_flow(batch["depth"][:, None], batch["K"], batch["T_21"])
+        valid &= batch["has_pose"][:, None, None]  # a pair without pose (a failed KITTI 2015 fit): no evidence
         rigid = torch.where(valid[:, None], rigid, flow)
         return {"flow": flow, "rigid_flow": rigid, "moving": residual_moving(flow - rigid, flow),
                 "T_21": batch["T_21"]}

@@ -18,7 +18,8 @@ motion fitted by plain least squares is pulled by the moving objects it should i
 
 The depth is the dataset's (``depth_checkpoint=None``: e.g. stereo or lidar depth, as the topic's second
 stage assumes) or a ``self_supervised`` run's depth network (monocular: then the translation's scale is that
-network's, and trajectories are aligned with scale).
+network's, and trajectories are aligned with scale). ``gt_pose=True`` is the control experiment: the same test
+on the ground-truth camera motion, to separate what the test gains from what the pose estimate costs.
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ from torch import Tensor
 
 from ego_motion_flow import geometry
 from ego_motion_flow.methods.geometric import FlowSource, NoTraining
-from shared_utils.cli import ConfigFileError
 from shared_utils.checkpoints import load_model
+from shared_utils.cli import ConfigFileError
 from shared_utils.paths import anchored
 
 
@@ -38,7 +39,7 @@ class ProbabilisticMotion(NoTraining):
 
     def __init__(self, flow_checkpoint: str | None = None, depth_checkpoint: str | None = None,
                  confidence: float = 0.99, sigma_depth_rel: float = 0.05, sigma_flow_min: float = 0.1,
-                 iterations: int = 10) -> None:
+                 iterations: int = 10, gt_pose: bool = False) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.source = FlowSource(flow_checkpoint)
@@ -48,7 +49,7 @@ class ProbabilisticMotion(NoTraining):
                                   ", which predicts no depth: give a self_supervised run")
         self.monocular = self.depth_network is not None
         self.confidence, self.sigma_depth_rel = confidence, sigma_depth_rel
-        self.sigma_flow_min, self.iterations = sigma_flow_min, iterations
+        self.sigma_flow_min, self.iterations, self.gt_pose = sigma_flow_min, iterations, gt_pose
 
     @torch.no_grad()
     def depth(self, batch: dict) -> Tensor:
@@ -64,11 +65,13 @@ class ProbabilisticMotion(NoTraining):
         depth = self.depth(batch)
         usable = valid & (depth > 0)
         T_21, weights = geometry.irls_pose(flow, usable, depth[:, None], batch["K"], iterations=self.iterations)
+        if self.gt_pose:  # the control: the same test on the true camera motion (IRLS still picks sigma_f's pixels)
+            T_21 = batch["T_21"]
         rigid, rigid_valid = geometry.rigid_flow(depth[:, None], batch["K"], T_21)
         residual = flow - rigid
         sigma_flow = self.robust_sigma(residual, usable & rigid_valid & (weights > 0.5))
-        chi2 = geometry.motion_chi2(flow, rigid, depth[:, None], batch["K"], T_21, sigma_flow=sigma_flow.view(-1, 1, 1, 1),
-                                    sigma_depth_rel=self.sigma_depth_rel)
+        chi2 = geometry.motion_chi2(flow, rigid, depth[:, None], batch["K"], T_21,
+                                    sigma_flow=sigma_flow.view(-1, 1, 1, 1), sigma_depth_rel=self.sigma_depth_rel)
         moving = (chi2 > geometry.chi2_threshold(self.confidence)) & usable & rigid_valid
         rigid = torch.where(rigid_valid[:, None], rigid, flow)
         return {"flow": flow, "rigid_flow": rigid, "moving": moving, "T_21": T_21}
