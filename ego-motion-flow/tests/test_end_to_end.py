@@ -11,6 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import yaml
 
 from conftest import TINY
 from ego_motion_flow.cli import cli
@@ -85,10 +86,20 @@ def test_geometric_method_on_a_trained_flow_network(method, raft_run, tmp_path, 
     assert m["epe"] > 0  # the network's flow, not the ground truth
 
 
-def test_geometric_method_through_the_kitti15_loader(tmp_path, tiny_data, cache_dir):
+@pytest.mark.parametrize("data_first", [True, False])
+def test_geometric_method_through_the_kitti15_loader(data_first, tmp_path, cache_dir):
+    """`test --config kitti15.yaml --config <method>.yaml` (the data config first, as the README writes it) reads
+    KITTI 2015 one pair per batch, as does the other order: method configs leave the data to the data config."""
     root = SyntheticRoads(**TINY, cache_dir=str(cache_dir)).root() / "kitti15"
-    m = _test(tmp_path, "probabilistic", "--config", str(CONFIGS / "kitti15.yaml"), f"--data.init_args.root={root}")
+    configs = [str(CONFIGS / "kitti15.yaml"), str(CONFIGS / "probabilistic.yaml")]
+    first, second = configs if data_first else configs[::-1]
+    cli(["test", "--config", first, "--config", second, f"--data.init_args.root={root}",
+         "--trainer.enable_progress_bar=false", f"--trainer.default_root_dir={tmp_path}"])
+    run, m = _metrics(tmp_path)
     assert m["epe"] == 0 and 0 <= m["moving_iou"] <= 1
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["data"]["class_path"].endswith("Kitti2015DataModule")
+    assert config["data"]["init_args"]["test_batch_size"] is None  # one pair per batch (sizes vary in KITTI)
 
 
 def test_fit_of_a_method_without_training_is_a_one_line_error(tmp_path, tiny_data, capsys):

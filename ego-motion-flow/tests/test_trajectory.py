@@ -1,7 +1,7 @@
 """Trajectory metrics: hand-computed cases, and evo / the KITTI devkit on evo's KITTI 00 test trajectories.
 
-The reference numbers live in `../shared/fixtures/ego-motion-flow` (its README says how they were made); those
-tests skip where `../shared` is absent (a user's clone).
+The reference numbers are in `tests/data/` (its README says how they were made), copied from the lab's shared
+fixtures (`shared/fixtures/ego-motion-flow/`) so that every clone runs the comparison.
 """
 
 import json
@@ -13,7 +13,7 @@ import pytest
 
 from ego_motion_flow.trajectory import ate, chain_relative, kitti_odometry_errors, rpe, umeyama_alignment
 
-FIXTURES = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures" / "ego-motion-flow"
+FIXTURES = Path(__file__).resolve().parent / "data"
 
 
 def rot_y(deg: float) -> np.ndarray:
@@ -251,10 +251,7 @@ def test_chain_relative_hand_case_and_round_trip() -> None:
 
 @pytest.fixture(scope="module")
 def kitti_00() -> dict[str, np.ndarray]:
-    path = FIXTURES / "kitti_00_trajectories.npz"
-    if not path.exists():
-        pytest.skip(f"reference fixture {path} absent (needs the collection's ../shared folder)")
-    with np.load(path) as data:
+    with np.load(FIXTURES / "kitti_00_trajectories.npz") as data:
         bottom = np.array([[[0.0, 0.0, 0.0, 1.0]]])
         return {k: np.concatenate([data[k].reshape(-1, 3, 4), np.repeat(bottom, len(data[k]), 0)], 1) for k in data}
 

@@ -254,6 +254,18 @@ def test_instantiate_links_copy_an_attribute_of_the_built_data(workdir):
     assert tested.model.hparams.hidden == TinyData.num_features
 
 
+def test_default_data_lets_method_configs_leave_the_data_out(workdir):
+    # A method config without `data` composes with a data config before or after it; alone, the default data.
+    config = {k: v for k, v in CONFIG.items() if k != "data"}
+    Path("method.yaml").write_text(yaml.safe_dump(config))
+    Path("data.yaml").write_text(yaml.safe_dump({"data": {"class_path": "tiny_project.TinyData",
+                                                          "init_args": {"num_samples": 48}}}))
+    for configs in (["method.yaml"], ["data.yaml", "method.yaml"], ["method.yaml", "data.yaml"]):
+        args = ["fit", *(a for c in configs for a in ("--config", c)), "--trainer.max_epochs=1"]
+        ran = run_cli(TinyRegressor, TinyData, project="tiny", default_data="tiny_project.TinyData", args=args)
+        assert ran.datamodule.num_samples == (96 if configs == ["method.yaml"] else 48), configs
+
+
 def test_checkpoint_hparams_compare_tuples_and_lists_as_equal(tmp_path):
     # A checkpoint stores a module's tuple default as a tuple; a YAML config gives the same value as a list.
     hparams = {"_class_path": "tiny_project.TinyRegressor", "hidden": 16, "net": {"depth": (2.0, 38.0, 1.0)}}

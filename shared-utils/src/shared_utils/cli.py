@@ -247,10 +247,11 @@ class CollectionCLI(LightningCLI):
 
     def __init__(self, model_class: type[LightningModule], datamodule_class: type[LightningDataModule],
                  project: str, args: list[str] | None = None, links: dict[str, str] | None = None,
-                 instantiate_links: dict[str, str] | None = None) -> None:
+                 instantiate_links: dict[str, str] | None = None, default_data: str | None = None) -> None:
         self.project = project
         self.links = links or {}
         self.instantiate_links = instantiate_links or {}
+        self.default_data = default_data
         self.version: int | None = None  # set when resuming a run in its own directory
         self.run_dir: Path | None = None  # set with the logger; removed again if the command fails early
         super().__init__(
@@ -274,6 +275,8 @@ class CollectionCLI(LightningCLI):
             parser.link_arguments(source, target, apply_on="parse")
         for source, target in self.instantiate_links.items():
             parser.link_arguments(source, target, apply_on="instantiate")
+        if self.default_data is not None:
+            parser.set_defaults({"data": {"class_path": self.default_data}})
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         # jsonargparse reports a YAML syntax error in "<unicode string>": name the file instead.
@@ -406,18 +409,21 @@ USER_ERRORS = (DatasetFormatError, ConfigFileError, CheckpointMismatchError)
 
 def run_cli(model_class: type[LightningModule], datamodule_class: type[LightningDataModule],
             project: str | None = None, args: list[str] | None = None,
-            links: dict[str, str] | None = None, instantiate_links: dict[str, str] | None = None) -> CollectionCLI:
+            links: dict[str, str] | None = None, instantiate_links: dict[str, str] | None = None,
+            default_data: str | None = None) -> CollectionCLI:
     """Run the collection's CLI; ``project`` defaults to the model's top package, dashed. ``links`` maps a
     source argument to the target that must equal it (``parser.link_arguments``, applied on parse);
     ``instantiate_links`` maps an attribute of the built datamodule to a model argument (applied when
-    the datamodule is instantiated, before the model).
+    the datamodule is instantiated, before the model). ``default_data``: the class path of the datamodule
+    used when no config names one, so that method configs can leave ``data`` out and compose with a data
+    config given before or after them (``--config kitti15.yaml --config homography.yaml``).
 
     A known user error (``USER_ERRORS``) exits with status 2 and one line on stderr."""
     project = project or model_class.__module__.split(".")[0].replace("_", "-")
     keep_freed_memory()
     try:
         return CollectionCLI(model_class, datamodule_class, project=project, args=args, links=links,
-                             instantiate_links=instantiate_links)
+                             instantiate_links=instantiate_links, default_data=default_data)
     except Exception as err:
         user_error = find_user_error(err)
         if user_error is None:

@@ -35,11 +35,16 @@ SYNTHETIC_VERSION = 1
 
 class FlowDataModule(LightningDataModule, ABC):
     """Loaders over the datasets of ``splits()``: ``{"train": ..., "val": ..., "test": ...}``, train and val
-    optional. ``test_batch_size`` 1 for real images of varying size."""
+    optional. ``test_batch_size`` None: one pair per batch where image sizes vary (``same_size`` False, the real
+    datasets), else ``batch_size``. (None rather than a number per class: jsonargparse carries a value over when a
+    later config switches the data class, and a carried-over 8 would break KITTI's varying sizes.)"""
 
-    def __init__(self, batch_size: int = 8, test_batch_size: int = 1, num_workers: int = 0) -> None:
+    same_size = False  # True where every image of the dataset has one size (the synthetic roads)
+
+    def __init__(self, batch_size: int = 8, test_batch_size: int | None = None, num_workers: int = 0) -> None:
         super().__init__()
-        self.batch_size, self.test_batch_size, self.num_workers = batch_size, test_batch_size, num_workers
+        self.batch_size, self.num_workers = batch_size, num_workers
+        self.test_batch_size = test_batch_size or (batch_size if self.same_size else 1)
         self.sets: dict[str, Dataset] = {}
 
     @abstractmethod
@@ -76,9 +81,11 @@ class SyntheticRoads(FlowDataModule):
     """Ray-cast road sequences (``data/synthetic.py``) written once into ``cache_dir`` in the Virtual KITTI 2
     layout and read back by its loader: ``sequences`` per split, ``frames`` per sequence (``frames - 1`` pairs)."""
 
+    same_size = True
+
     def __init__(self, sequences: dict[str, int] | None = None, frames: int = 20, height: int = 64,
                  width: int = 192, seed: int = 0, cache_dir: str = ".cache/ego-motion-flow",
-                 batch_size: int = 8, test_batch_size: int = 8, num_workers: int = 0) -> None:
+                 batch_size: int = 8, test_batch_size: int | None = None, num_workers: int = 0) -> None:
         super().__init__(batch_size, test_batch_size, num_workers)
         self.sequences = sequences or {"train": 24, "val": 4, "test": 6}
         self.frames, self.height, self.width, self.seed, self.cache_dir = frames, height, width, seed, cache_dir
@@ -105,8 +112,8 @@ class SyntheticRoads(FlowDataModule):
 class Kitti2015DataModule(FlowDataModule):
     """KITTI 2015 scene flow ``training/`` pairs under ``root`` (all, or the ids of ``split_file``): a test set."""
 
-    def __init__(self, root: str, split_file: str | None = None, batch_size: int = 1, test_batch_size: int = 1,
-                 num_workers: int = 0) -> None:
+    def __init__(self, root: str, split_file: str | None = None, batch_size: int = 1,
+                 test_batch_size: int | None = None, num_workers: int = 0) -> None:
         super().__init__(batch_size, test_batch_size, num_workers)
         self.root, self.split_file = root, split_file
 
@@ -119,7 +126,7 @@ class KittiOdometryDataModule(FlowDataModule):
     ``train_sequences`` / ``val_sequences`` (self-supervised training needs only images)."""
 
     def __init__(self, root: str, sequences: list[str] | None = None, train_sequences: list[str] | None = None,
-                 val_sequences: list[str] | None = None, batch_size: int = 8, test_batch_size: int = 1,
+                 val_sequences: list[str] | None = None, batch_size: int = 8, test_batch_size: int | None = None,
                  num_workers: int = 0) -> None:
         super().__init__(batch_size, test_batch_size, num_workers)
         self.root, self.sequences = root, sequences or ["09", "10"]
@@ -137,7 +144,7 @@ class VirtualKitti2DataModule(FlowDataModule):
 
     def __init__(self, root: str, scenes: list[str] | None = None, variations: list[str] | None = None,
                  train_scenes: list[str] | None = None, val_scenes: list[str] | None = None,
-                 camera: str = "Camera_0", batch_size: int = 4, test_batch_size: int = 1,
+                 camera: str = "Camera_0", batch_size: int = 4, test_batch_size: int | None = None,
                  num_workers: int = 0) -> None:
         super().__init__(batch_size, test_batch_size, num_workers)
         self.root, self.camera = root, camera
@@ -157,7 +164,7 @@ class SintelDataModule(FlowDataModule):
 
     def __init__(self, root: str, pass_name: str = "final", scenes: list[str] | None = None,
                  train_scenes: list[str] | None = None, val_scenes: list[str] | None = None,
-                 batch_size: int = 4, test_batch_size: int = 1, num_workers: int = 0) -> None:
+                 batch_size: int = 4, test_batch_size: int | None = None, num_workers: int = 0) -> None:
         super().__init__(batch_size, test_batch_size, num_workers)
         self.root, self.pass_name, self.scenes = root, pass_name, scenes
         self.train_scenes, self.val_scenes = train_scenes, val_scenes
