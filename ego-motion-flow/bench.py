@@ -101,6 +101,37 @@ def speed(batch_size: int = 8) -> dict:
     return result
 
 
+def out_of_frame() -> dict:
+    """Where the learned flow fails: on the test split, the share of valid pixels whose true flow leaves the image
+    (KITTI's flow_occ convention keeps them; nothing in frame 2 can be matched there) and the EPE of `raft_small`,
+    `supervised` and zero flow on those pixels and on the others (per-image means averaged over images)."""
+    from ego_motion_flow.data.datamodule import SyntheticRoads
+    from ego_motion_flow.geometry import pixel_grid
+    from shared_utils.checkpoints import load_model
+
+    data = SyntheticRoads(test_batch_size=19)
+    data.setup("test")
+    networks = {name: load_model(run_dir(name)) for name in ("raft_small", "supervised")
+                if (bench_dir(PROJECT) / name).is_dir()}
+    sums: dict[str, list[float]] = {}
+    out_share = []
+    with torch.no_grad():
+        for batch in data.test_dataloader():
+            gt, valid = batch["flow"], batch["flow_valid"]
+            h, w = gt.shape[-2:]
+            target = pixel_grid(h, w) + gt
+            inside = (target[:, 0] >= 0) & (target[:, 0] <= w - 1) & (target[:, 1] >= 0) & (target[:, 1] <= h - 1)
+            out_share += [float((v & ~i).sum() / v.sum()) for v, i in zip(valid, inside)]
+            flows = {"zero_flow": torch.zeros_like(gt)} | {n: m.predict_flow(batch["image1"], batch["image2"])
+                                                             for n, m in networks.items()}
+            for name, flow in flows.items():
+                epe = (flow - gt).norm(dim=1)
+                for part, mask in (("in", valid & inside), ("out", valid & ~inside)):
+                    sums.setdefault(f"{name}_{part}", []).extend(
+                        float(e[m].mean()) for e, m in zip(epe, mask) if m.any())
+    return {"out_share": sum(out_share) / len(out_share)} | {k: sum(v) / len(v) for k, v in sums.items()}
+
+
 PICTURES = ["supervised", "self_supervised", "homography_raft", "probabilistic"]
 
 
@@ -157,6 +188,14 @@ def render(args, store: Store) -> str:
         source = SOURCES.get(name, "raft_small" if name.endswith("_raft") else "gt")
         rows.append([name, source, *(fmt(m.get(f"test/{k}"), d) for k, _, d in COLUMNS), fmt(record["minutes"], 1)])
     text += "## Methods x metrics (synthetic test split)\n\n" + markdown_table(header, rows)
+    if "out_of_frame" in data:
+        o = data["out_of_frame"]
+        names = [n for n in ("zero_flow", "raft_small", "supervised") if f"{n}_in" in o]
+        text += (f"\n## Where the learned flow fails\n\n{fmt(100 * o['out_share'], 1)} % of the valid test pixels have "
+                 "a true flow that leaves the image (KITTI's flow_occ convention keeps them; nothing in frame 2 "
+                 "matches them). EPE on those pixels and on the others (per-image means averaged over images):\n\n")
+        text += markdown_table(["pixels", *names], [["target in frame", *(fmt(o[f"{n}_in"], 2) for n in names)],
+                                                    ["target out of frame", *(fmt(o[f"{n}_out"], 2) for n in names)]])
     if "speed" in data:
         s = data["speed"]
         names = [n for n in [*GEOMETRIC, *LEARNED] if f"{n}_pairs_per_s" in s]
@@ -180,6 +219,7 @@ def main() -> None:
             continue
         print(f"{name}: {(time.perf_counter() - start) / 60:.1f} min", flush=True)
     store.put("speed", speed())
+    store.put("out_of_frame", out_of_frame())
     export_pictures()
     write_results(HERE / "RESULTS.md", render(args, store))
     if failed:
