@@ -111,20 +111,54 @@ def test_fit_of_a_method_without_training_is_a_one_line_error(tmp_path, tiny_dat
     assert not list(tmp_path.rglob("version_*"))
 
 
-def test_geometric_method_without_a_flow_source_says_what_to_set(tmp_path, capsys):
-    root = tmp_path / "kitti_odometry"
+def _write_odometry(root: Path) -> Path:
+    """A 3-frame KITTI odometry sequence 00 at 64 x 128 (big enough for RAFT-small), camera driving forward."""
     images = root / "sequences" / "00" / "image_2"
     images.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    texture = cv2.resize(rng.integers(0, 255, (16, 32, 3), dtype=np.uint8), (160, 96))
     for i in range(3):
-        cv2.imwrite(str(images / f"{i:06d}.png"), np.full((64, 128, 3), 40 * i, np.uint8))
+        cv2.imwrite(str(images / f"{i:06d}.png"), texture[16 - 4 * i:80 - 4 * i, 16 - 4 * i:144 - 4 * i])
     write_kitti_odometry_calib(root / "sequences" / "00" / "calib.txt",
                                np.array([[100.0, 0, 64, 0], [0, 100, 32, 0], [0, 0, 1, 0]]))
     poses = np.repeat(np.eye(4)[None], 3, 0)
     poses[:, 2, 3] = [0, 1, 2]
     (root / "poses").mkdir()
     write_kitti_poses(root / "poses" / "00.txt", poses)
+    return root
+
+
+ODOMETRY = ["--config", str(CONFIGS / "kitti_odometry.yaml"), '--data.init_args.sequences=["00"]']
+
+
+def test_geometric_method_without_a_flow_source_says_what_to_set(tmp_path, capsys):
+    root = _write_odometry(tmp_path / "kitti_odometry")
     with pytest.raises(SystemExit) as exit_info:
-        _test(tmp_path / "runs", "essential", "--config", str(CONFIGS / "kitti_odometry.yaml"),
-              f"--data.init_args.root={root}", "--data.init_args.sequences=[\"00\"]")
+        _test(tmp_path / "runs", "essential", *ODOMETRY, f"--data.init_args.root={root}")
     assert exit_info.value.code == 2
     assert "flow_checkpoint" in capsys.readouterr().err
+
+
+def test_kitti_odometry_ego_motion_from_a_trained_flow_network(raft_run, tmp_path):
+    root = _write_odometry(tmp_path / "kitti_odometry")
+    m = _test(tmp_path / "runs", "essential", *ODOMETRY, f"--data.init_args.root={root}",
+              f"--model.init_args.flow_checkpoint={raft_run}")
+    assert math.isnan(m["epe"])  # no flow ground truth in KITTI odometry
+    assert m["ate"] >= 0 and m["rpe_rot"] >= 0
+
+
+@pytest.mark.parametrize("method", ["zero_flow", "rigid_gt", "homography", "essential", "probabilistic"])
+@pytest.mark.parametrize("dataset", ["vkitti2", "sintel"])
+def test_method_on_a_real_layout(dataset, method, tmp_path):
+    """The tiny fixtures of test_loaders.py, in the official VKITTI2 and Sintel layouts, through the CLI."""
+    from test_loaders import _write_sintel, _write_vkitti2
+
+    if dataset == "vkitti2":
+        root = _write_vkitti2(tmp_path / "vkitti2")
+        args = ["--data.init_args.scenes=[Scene01]", "--data.init_args.variations=[clone]"]
+    else:
+        root = _write_sintel(tmp_path / "sintel")
+        args = []
+    m = _test(tmp_path / "runs", method, "--config", str(CONFIGS / f"{dataset}.yaml"),
+              f"--data.init_args.root={root}", *args)
+    assert m["epe"] >= 0 and 0 <= m["moving_iou"] <= 1
