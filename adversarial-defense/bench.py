@@ -18,8 +18,6 @@ batch, and against torchattacks' PGD (installed by `make install`, --no-deps).
 
 from __future__ import annotations
 
-import subprocess
-import time
 from pathlib import Path
 
 import torch
@@ -35,6 +33,7 @@ from shared_utils.bench import (
     parse_args,
     results_header,
     run_config,
+    run_methods,
     write_results,
 )
 
@@ -187,16 +186,7 @@ def render(args, store: Store) -> str:
 def main() -> None:
     args = parse_args(METHODS, description=__doc__)
     store = Store(HERE / "bench.json")
-    failed = []
-    for name in args.methods:
-        start = time.perf_counter()
-        try:
-            store.put(name, run_method(name, args.extra))
-        except subprocess.CalledProcessError as err:  # the other methods still run; the bench fails at the end
-            failed.append(name)
-            print(f"{name}: FAILED ({err})", flush=True)
-            continue
-        print(f"{name}: {(time.perf_counter() - start) / 60:.1f} min", flush=True)
+    failed = run_methods(args.methods, store, lambda name: run_method(name, args.extra))
     store.put("speed", pgd_speed())
     export_pictures()
     write_results(HERE / "RESULTS.md", render(args, store))

@@ -15,8 +15,6 @@ This process then times each method's `separate` on one test batch (pairs/s) in 
 
 from __future__ import annotations
 
-import subprocess
-import time
 from pathlib import Path
 
 import torch
@@ -30,6 +28,7 @@ from shared_utils.bench import (
     parse_args,
     results_header,
     run_config,
+    run_methods,
     write_results,
 )
 from shared_utils.checkpoints import latest_run
@@ -208,16 +207,7 @@ def render(args, store: Store) -> str:
 def main() -> None:
     args = parse_args(METHODS, description=__doc__)
     store = Store(HERE / "bench.json")
-    failed = []
-    for name in args.methods:
-        start = time.perf_counter()
-        try:
-            store.put(name, run_method(name, args.extra))
-        except (subprocess.CalledProcessError, FileNotFoundError) as err:  # the others still run; fail at the end
-            failed.append(name)
-            print(f"{name}: FAILED ({err})", flush=True)
-            continue
-        print(f"{name}: {(time.perf_counter() - start) / 60:.1f} min", flush=True)
+    failed = run_methods(args.methods, store, lambda name: run_method(name, args.extra))
     store.put("speed", speed())
     store.put("out_of_frame", out_of_frame())
     export_pictures()

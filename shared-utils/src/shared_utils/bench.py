@@ -110,6 +110,24 @@ def run_config(project: str, configs: Sequence[str | Path], name: str, args: Seq
     return BenchRun(run, seconds, read_metrics(run))
 
 
+def run_methods(names: Sequence[str], store: Store, run: Callable[[str], dict]) -> list[str]:
+    """``store.put(name, run(name))`` for each name, in order, printing each one's minutes. A method whose run
+    fails (its subprocess exits non-zero, or it finds no run it depends on) is printed and skipped, so that
+    the others still run; the names of the failed ones are returned (the bench exits non-zero with them, after
+    writing RESULTS.md, where their rows keep their earlier numbers)."""
+    failed = []
+    for name in names:
+        start = time.perf_counter()
+        try:
+            store.put(name, run(name))
+        except (subprocess.CalledProcessError, FileNotFoundError) as err:
+            failed.append(name)
+            print(f"{name}: FAILED ({err})", flush=True)
+            continue
+        print(f"{name}: {(time.perf_counter() - start) / 60:.1f} min", flush=True)
+    return failed
+
+
 def median_seconds(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> float:
     """Median wall time of ``fn()`` over ``repeats`` calls after ``warmup`` calls (CUDA synchronised)."""
     sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
