@@ -172,7 +172,8 @@ def test_compositing_stops_before_transmittance_reaches_1e_4():
     n = 6
     means = torch.stack([torch.zeros(n), torch.zeros(n), torch.linspace(3, 8, n)], -1).double()
     r = gaussian_rasterize_torch(means, torch.tensor([[1.0, 0, 0, 0]] * n).double(), torch.full((n, 3), 0.5).double(),
-                                 torch.full((n,), 0.95, dtype=torch.float64), torch.eye(n).double(), torch.eye(4).double(),
+                                 torch.full((n,), 0.95, dtype=torch.float64), torch.eye(n).double(),
+                                 torch.eye(4).double(),
                                  torch.tensor([[10.0, 0, 8.5], [0, 10.0, 8.5], [0, 0, 1]]).double(), 16, 16)
     # At pixel (8, 8), whose centre is the means' projection, alpha = 0.95 each: T after each splat = 0.05,
     # 2.5e-3, 1.25e-4 (drawn), 6.25e-6 (<= 1e-4: the 4th stops the pixel).
