@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from vlm_robot_control.language import EMBED_DIM, SentenceEncoder
+from shared_utils.language import EMBED_DIM, SentenceEncoder
 
 SENTENCES = ["pick the red block and place it in the blue bowl", "push the green block to the left",
              "stack the yellow block on the blue block"]
@@ -79,7 +79,7 @@ def test_cached_strings_never_import_sentence_transformers(encoder, tmp_path):
     encoder.encode(SENTENCES)
     script = (
         "import sys\n"
-        "from vlm_robot_control.language import SentenceEncoder\n"
+        "from shared_utils.language import SentenceEncoder\n"
         f"enc = SentenceEncoder(cache_dir={str(encoder.cache_file.parent)!r})\n"
         f"assert enc.encode({SENTENCES!r}).shape == (3, 384)\n"
         "assert 'sentence_transformers' not in sys.modules, 'imported for cached strings'\n"
