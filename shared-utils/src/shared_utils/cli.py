@@ -377,7 +377,9 @@ class CollectionCLI(LightningCLI):
 
     def after_fit(self) -> None:
         if self.config_init["fit"].get("test_after_fit"):
-            self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path="best")
+            # Without a monitor there is no best checkpoint: the latest is the result (module docstring).
+            ckpt = "best" if getattr(self.model, "monitor", None) else "last"
+            self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=ckpt)
         log_dir = self.trainer.log_dir  # a broadcast under DDP: every rank must ask
         if self.trainer.is_global_zero and log_dir:
             print(f"\nRun directory: {log_dir}  (config.yaml, checkpoints/, metrics.json; "
