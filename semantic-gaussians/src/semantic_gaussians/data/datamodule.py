@@ -219,7 +219,9 @@ def _lite0():
 class ColmapDataModule(SceneDataModule):
     """A COLMAP scene under ``root`` (``images/``, ``sparse/0``); optional 2D features to distil from
     ``features_dir`` (``features_layout`` "langsplat": ``<stem>_f.npy`` + ``_s.npy`` with ``levels`` naming the
-    SAM level of each of our levels; "npy": ``<stem>.npy``, one level named "image")."""
+    SAM level of each of our levels; "npy": ``<stem>.npy``, one level named "image"); optional view-consistent
+    instance masks for Gaussian Grouping in ``root/object_mask/<image stem>.png`` (Gaussian Grouping's layout: one
+    8- or 16-bit id per pixel, 0 for none)."""
 
     def __init__(self, root: str, images_dir: str = "images", downscale: int = 1, test_every: int = 8,
                  val_offset: int | None = None, features_dir: str | None = None, features_layout: str = "langsplat",
@@ -247,10 +249,13 @@ class ColmapDataModule(SceneDataModule):
         for i in range(len(scene)):
             item = scene[i]
             item["time"] = 0.0
+            h, w = item["image"].shape[1:]
             if sources:
-                h, w = item["image"].shape[1:]
                 item["features"] = {name: src.load(Path(item["image_name"]).stem, h, w)[0]
                                     for name, src in sources.items()}
+            if (root / "object_mask").is_dir():
+                stem = Path(item["image_name"]).stem
+                item["instance"] = read_object_mask(root / "object_mask" / f"{stem}.png", h, w)
             items.append(item)
         if not items:
             raise DatasetFormatError(f"{root}: the COLMAP model lists no images")
@@ -259,6 +264,26 @@ class ColmapDataModule(SceneDataModule):
                      for name, idx in splits.items() if idx}
         self.initial_points = scene.points()
         self.extent = scene.cameras_extent
+
+
+def read_object_mask(path: Path, height: int, width: int) -> Tensor:
+    """Gaussian Grouping's ``object_mask/<stem>.png``: identities per pixel, resized (nearest) by an integer factor
+    when the images were downscaled."""
+    import cv2
+
+    if not path.is_file():
+        raise DatasetFormatError(f"{path}: missing (object_mask/ holds one id map per image, named by its stem)")
+    ids = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if ids is None or ids.ndim != 2:
+        raise DatasetFormatError(f"{path}: expected a one-channel 8- or 16-bit id map, got "
+                                 f"{'an unreadable file' if ids is None else f'shape {ids.shape}'}")
+    if ids.shape != (height, width):
+        k = ids.shape[0] // height
+        if k < 1 or ids.shape != (height * k, width * k):
+            raise DatasetFormatError(f"{path}: size {ids.shape[1]} x {ids.shape[0]}, expected the image's {width} x "
+                                     f"{height} or an integer multiple of it")
+        ids = ids[k // 2::k, k // 2::k]
+    return torch.from_numpy(ids.astype(np.int64))
 
 
 class BlenderDataModule(SceneDataModule):
