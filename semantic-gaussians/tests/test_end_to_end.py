@@ -145,3 +145,11 @@ def test_vanilla_3dgs_runs_on_a_nerf_synthetic_folder(tmp_path, cache_dir):
     [run] = [p.parent for p in (tmp_path / "runs").rglob("metrics.json")]
     metrics = json.loads((run / "metrics.json").read_text())["metrics"]
     assert metrics["test/psnr"] > 0 and metrics["test/num_gaussians"] > 0  # 12 steps: it ran, not converged
+
+
+def test_feature_3dgs_distils_lite0_image_features(tmp_path, tiny_data):
+    """The distillation-speed study's row: Lite0's 40-d stride-8 features of the images (not text-aligned: no
+    query metrics)."""
+    _, m = _fit(tmp_path, "feature_3dgs", tiny_data, "--data.init_args.feature_source=lite0",
+                "--model.init_args.level=image", "--model.init_args.teacher_dim=40")
+    assert m["psnr"] > 5 and math.isnan(m["loc_acc"]) and math.isnan(m["miou"])

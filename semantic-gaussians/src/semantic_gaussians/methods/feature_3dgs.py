@@ -36,5 +36,6 @@ class FeatureGaussians(GaussianSplatting):
         return self.hparams.feature_weight * F.l1_loss(self.decoder(low)[0], target)
 
     def level_features(self, extra: Tensor) -> dict[str, Tensor]:
-        name = "object" if self.level in ("object", "image") else self.level
-        return {name: F.normalize(self.decoder(extra[None])[0], dim=0)}
+        if self.level == "image":  # image features (Lite0, a plain .npy layout) are not text-aligned: no queries
+            return {}
+        return {self.level: F.normalize(self.decoder(extra[None])[0], dim=0)}
