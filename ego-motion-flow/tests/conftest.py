@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
+
+from shared_utils.testing import one_thread  # noqa: F401  (session fixture: one torch thread)
 
 # Two train / one val / one test sequence of 4 frames at 64 x 128 (the depth networks need sides that are
 # multiples of 32, at least 64): enough for every method and metric.
@@ -24,13 +25,3 @@ def tiny_data(cache_dir) -> list[str]:
     return [f"--data.init_args.{k}={json.dumps(v)}" for k, v in TINY.items()] + [
         f"--data.init_args.cache_dir={cache_dir}", "--data.init_args.batch_size=2",
         "--data.init_args.test_batch_size=3"]
-
-
-@pytest.fixture(autouse=True, scope="session")
-def one_thread():
-    """One intra-op thread for the tests' small tensors (two threads spinning on a busy 2-core machine make
-    small-tensor tests many times slower). Restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)

@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
+
+from shared_utils.testing import one_thread  # noqa: F401  (session fixture: one torch thread)
 
 # 12 views of 40 x 30 px: 8 train, 2 val, 2 test (every 8th from 0 and from 4); enough for every method and metric.
 TINY = {"width": 40, "height": 30, "drive_frames": 10, "side_views": 2}
@@ -22,13 +23,3 @@ def tiny_data(cache_dir) -> list[str]:
     """CLI arguments that make the synthetic street tiny."""
     return [f"--data.init_args.{k}={json.dumps(v)}" for k, v in TINY.items()] + [
         f"--data.init_args.cache_dir={cache_dir}"]
-
-
-@pytest.fixture(autouse=True, scope="session")
-def one_thread():
-    """One intra-op thread for the tests' small tensors (two threads spinning on a busy 2-core machine make
-    small-tensor tests many times slower). Restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)

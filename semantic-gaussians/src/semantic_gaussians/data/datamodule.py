@@ -17,6 +17,7 @@ without the test views; a real COLMAP scene has no validation split unless ``val
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,7 +77,7 @@ class Views(Dataset):
         return self.items[i]
 
 
-class SceneDataModule(LightningDataModule):
+class SceneDataModule(LightningDataModule, ABC):
     """Base: subclasses fill ``self.sets`` (train / val / test ``Views``), ``self.initial_points``, ``self.extent``
     and, where labels exist, ``self.vocabulary`` in ``build()``."""
 
@@ -90,8 +91,9 @@ class SceneDataModule(LightningDataModule):
         self.feature_levels: list[str] = []
         self.background: tuple[float, float, float] | None = None  # what the images are composited on, if known
 
+    @abstractmethod
     def build(self) -> None:
-        raise NotImplementedError
+        """Read the scene and fill the splits, points, extent (and vocabulary, where there are labels)."""
 
     def setup(self, stage: str | None = None) -> None:
         if not self.sets:
