@@ -23,6 +23,7 @@ import torch
 from shared_utils.bench import (
     Store,
     bench_dir,
+    export_pictures,
     fmt,
     markdown_table,
     median_seconds,
@@ -108,23 +109,6 @@ def rasterizer_speed(subset: int = 2000) -> dict:
 PICTURES = ["3dgs", "feature_3dgs", "langsplat", "grouping", "scale_field", "3dgs_dynamic", "dynamic"]
 
 
-def export_pictures() -> None:
-    """The test picture (rendered | ground truth | depth | semantic | relevancy of 'car' and 'wheel') of each bench
-    run as docs/<row>.png (the README shows them)."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    (HERE / "docs").mkdir(exist_ok=True)
-    tag = "test/rendered_gt_depth_semantic_relevancy"
-    for name in PICTURES:
-        if not (bench_dir(PROJECT) / name).is_dir():
-            continue
-        for events in sorted(Path(latest_run(bench_dir(PROJECT) / name)).glob("events.out.tfevents.*")):
-            accumulator = EventAccumulator(str(events), size_guidance={"images": 0})
-            accumulator.Reload()
-            if tag in accumulator.Tags()["images"]:
-                (HERE / "docs" / f"{name}.png").write_bytes(accumulator.Images(tag)[-1].encoded_image_string)
-
-
 COLUMNS = [("psnr", "PSNR", 2), ("ssim", "SSIM", 3), ("miou", "mIoU", 3), ("loc_acc", "loc. acc.", 3),
            ("query_miou", "query mIoU", 3), ("part_acc", "part acc.", 3), ("part_miou", "part mIoU", 3),
            ("num_gaussians", "Gaussians", 0), ("train_seconds", "train s", 0), ("render_fps", "render FPS", 1),
@@ -181,7 +165,8 @@ def main() -> None:
     failed = run_methods(args.methods, store, lambda name: run_method(name, args.extra))
     if (bench_dir(PROJECT) / "feature_3dgs").is_dir():
         store.put("rasterizer", rasterizer_speed())
-    export_pictures()
+    # the test picture (rendered | ground truth | depth | semantic | relevancy of 'car' and 'wheel') per run
+    export_pictures(PROJECT, PICTURES, "test/rendered_gt_depth_semantic_relevancy", HERE / "docs")
     write_results(HERE / "RESULTS.md", render(args, store))
     if failed:
         raise SystemExit(f"failed: {', '.join(failed)} (their rows keep earlier numbers, if any)")

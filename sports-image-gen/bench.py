@@ -23,6 +23,7 @@ import torch
 from shared_utils.bench import (
     Store,
     bench_dir,
+    export_pictures,
     fmt,
     markdown_table,
     median_seconds,
@@ -71,25 +72,9 @@ def sampling_speed(names: list[str], batch: int = 8) -> dict:
         if not (bench_dir(PROJECT) / name).is_dir():
             continue
         model = load_model(str(latest_run(bench_dir(PROJECT) / name)), which="last").eval()
-        out[name] = {str(s): batch / median_seconds(lambda s=s: model.sample(conditions, steps=s), repeats=1,
+        out[name] = {str(s): batch / median_seconds(lambda s=s, m=model: m.sample(conditions, steps=s), repeats=1,
                                                     warmup=0) for s in SAMPLING_STEPS}
     return out
-
-
-def export_pictures(names: list[str]) -> None:
-    """The condition | generated | rendered picture of each bench run as docs/<row>.png (the README shows them)."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    (HERE / "docs").mkdir(exist_ok=True)
-    tag = "test/condition_generated_rendered"
-    for name in names:
-        if not (bench_dir(PROJECT) / name).is_dir():
-            continue
-        for events in sorted(Path(latest_run(bench_dir(PROJECT) / name)).glob("events.out.tfevents.*")):
-            accumulator = EventAccumulator(str(events), size_guidance={"images": 0})
-            accumulator.Reload()
-            if tag in accumulator.Tags()["images"]:
-                (HERE / "docs" / f"{name}.png").write_bytes(accumulator.Images(tag)[-1].encoded_image_string)
 
 
 COLUMNS = [("camera_reproj_px", "reproj px", 1), ("camera_reproj_px_shuffled", "reproj px, shuffled", 1),
@@ -112,15 +97,15 @@ def _table(store: Store, names: list[str], columns=COLUMNS, minutes: bool = True
 def render(args, store: Store) -> str:
     data = store.data
     text = results_header(PROJECT, "sports-image-gen results", args, store, notes=(
-        f"Synthetic broadcast proxy: 1000 train / 64 val / 64 test frames rendered at 320 x 180, read back through "
-        f"the SoccerNet loaders and letterboxed to 64 x 36. Every method trains 300 steps of batch 16 (latent: "
-        f"100 autoencoder steps first), then samples the 64 test conditions with DDIM (25 steps, guidance 2 on the "
-        f"text). Camera columns: the judge grid detector's 91 points in the generated image against the "
-        f"conditioning camera, in 960 x 540 pixels (SoccerNet-calibration's TP / (TP + FP + FN) at 5 / 10 / 20 px); "
-        f"'shuffled': against another test sample's camera. Player recall: conditioned players found at IoU 0.5 by "
-        f"the judge CenterNet; jersey acc.: found players with the right team. FID / KID on the pooled last stage "
-        f"of the ImageNet Lite0 (not Inception: not comparable with published FIDs; 64 images against 64). "
-        f"One seed."))
+        "Synthetic broadcast proxy: 1000 train / 64 val / 64 test frames rendered at 320 x 180, read back through "
+        "the SoccerNet loaders and letterboxed to 64 x 36. Every method trains 300 steps of batch 16 (latent: "
+        "100 autoencoder steps first), then samples the 64 test conditions with DDIM (25 steps, guidance 2 on the "
+        "text). Camera columns: the judge grid detector's 91 points in the generated image against the "
+        "conditioning camera, in 960 x 540 pixels (SoccerNet-calibration's TP / (TP + FP + FN) at 5 / 10 / 20 px); "
+        "'shuffled': against another test sample's camera. Player recall: conditioned players found at IoU 0.5 by "
+        "the judge CenterNet; jersey acc.: found players with the right team. FID / KID on the pooled last stage "
+        "of the ImageNet Lite0 (not Inception: not comparable with published FIDs; 64 images against 64). "
+        "One seed."))
     judge = next((r["metrics"] for _, r in store.rows([n for n in METHODS if n in data])), None)
     if judge:
         text += (f"The judges on the rendered test images themselves (their error floor): grid reprojection "
@@ -146,7 +131,8 @@ def main() -> None:
     store = Store(HERE / "bench.json")
     failed = run_methods(args.methods, store, lambda name: run_method(name, args.extra))
     store.put("sampling", sampling_speed([*CAMERA, *PLAYERS]))
-    export_pictures([*CAMERA, *PLAYERS])
+    # condition | generated | rendered per run, for the README
+    export_pictures(PROJECT, [*CAMERA, *PLAYERS], "test/condition_generated_rendered", HERE / "docs")
     write_results(HERE / "RESULTS.md", render(args, store))
     if failed:
         raise SystemExit(f"failed: {', '.join(failed)} (their rows keep earlier numbers, if any)")

@@ -5,10 +5,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from shared_utils.bench import (
     Store,
+    export_pictures,
     markdown_table,
     median_seconds,
     parse_args,
@@ -80,3 +82,18 @@ def test_run_config_runs_as_make_train_does(tmp_path, monkeypatch):
     assert run.run_dir == Path("runs/tiny/bench/regressor/version_0") and run.seconds > 0
     assert set(run.metrics) == {"test/loss", "test/mae"} == set(read_metrics(run.run_dir))
     assert json.loads((run.run_dir / "metrics.json").read_text())["stage"] == "test"
+
+
+def test_export_pictures_writes_the_latest_runs_image(tmp_path, monkeypatch):
+    """A README picture is the last image of a tag in the latest version of a bench run."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    monkeypatch.chdir(tmp_path)  # no collection root here: runs/ is relative to the working directory
+    for version, value in ((0, 0.0), (1, 1.0)):
+        with SummaryWriter(tmp_path / f"runs/p/bench/m/version_{version}") as writer:
+            writer.add_image("test/picture", torch.full((3, 4, 5), value), 0)
+    assert export_pictures("p", ["m", "absent"], "test/picture", tmp_path / "docs") == ["m"]
+    import cv2
+
+    picture = cv2.imread(str(tmp_path / "docs" / "m.png"))
+    assert picture.shape == (4, 5, 3) and picture.min() == 255  # version_1's white image, not version_0's black

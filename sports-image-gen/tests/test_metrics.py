@@ -74,7 +74,7 @@ def test_player_matching():
 
 
 def test_frechet_distance_matches_scipy():
-    scipy_linalg = pytest.importorskip("scipy.linalg")
+    import scipy.linalg as scipy_linalg
     rng = np.random.default_rng(0)
     a, b = rng.normal(size=(200, 6)), rng.normal(1.0, 2.0, size=(150, 6))
     ca, cb = np.cov(a, rowvar=False), np.cov(b, rowvar=False)

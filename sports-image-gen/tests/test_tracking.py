@@ -7,8 +7,6 @@ import sys
 import numpy as np
 import pytest
 
-pytest.importorskip("kloppy")
-
 from sports_image_gen.data import tracking  # noqa: E402
 from sports_image_gen.data.tracking import AWAY, HOME, REFEREE, load_layouts  # noqa: E402
 

@@ -128,6 +128,26 @@ def run_methods(names: Sequence[str], store: Store, run: Callable[[str], dict]) 
     return failed
 
 
+def export_pictures(project: str, names: Sequence[str], tag: str, folder: str | Path) -> list[str]:
+    """The last TensorBoard image ``tag`` of each bench run ``names`` (latest version) as ``folder/<name>.png``, for
+    the README; returns the names written (a method without a run or without the tag is skipped)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    folder = Path(folder)
+    folder.mkdir(exist_ok=True)
+    written = []
+    for name in names:
+        if not (bench_dir(project) / name).is_dir():
+            continue
+        for events in sorted(Path(latest_run(bench_dir(project) / name)).glob("events.out.tfevents.*")):
+            accumulator = EventAccumulator(str(events), size_guidance={"images": 0})
+            accumulator.Reload()
+            if tag in accumulator.Tags()["images"]:
+                (folder / f"{name}.png").write_bytes(accumulator.Images(tag)[-1].encoded_image_string)
+                written.append(name)
+    return written
+
+
 def median_seconds(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> float:
     """Median wall time of ``fn()`` over ``repeats`` calls after ``warmup`` calls (CUDA synchronised)."""
     sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)

@@ -95,6 +95,7 @@ def load_judge(name: str, data: dict, items: list[dict], steps: int, cache_dir: 
             torch.save(builders[name]().state_dict(), folder / "weights.pt")
 
     folder = generate_once(cache_dir, record, generate)
-    model = {"grid": lambda: GridDetector(32), "grid_loss": lambda: GridDetector(24), "players": player_detector}[name]()
+    model = {"grid": lambda: GridDetector(32), "grid_loss": lambda: GridDetector(24),
+             "players": player_detector}[name]()
     model.load_state_dict(torch.load(folder / "weights.pt", map_location="cpu", weights_only=True))
     return model.eval().requires_grad_(False)

@@ -11,8 +11,9 @@ Equations (sn-calibration ``Camera.from_json_parameters``, ``distort``, ``projec
 
     R = (R_pan R_tilt R_roll)^T,   p_cam = R (X - C),   behind when z_cam <= 1e-3
     x, y = p_cam[:2] / z_cam,   r^2 = x^2 + y^2
-    x'' = x (1 + k1 r^2 + k2 r^4 + k3 r^6) / (1 + k4 r^2 + k5 r^4 + k6 r^6) + 2 p1 x y + p2 (r^2 + 2 x^2) + s1 r^2 + s2 r^4
-    y'' = y (...)/(...)                                                 + 2 p2 x y + p1 (r^2 + 2 y^2) + s3 r^2 + s4 r^4
+    q = (1 + k1 r^2 + k2 r^4 + k3 r^6) / (1 + k4 r^2 + k5 r^4 + k6 r^6)
+    x'' = x q + 2 p1 x y + p2 (r^2 + 2 x^2) + s1 r^2 + s2 r^4
+    y'' = y q + 2 p2 x y + p1 (r^2 + 2 y^2) + s3 r^2 + s4 r^4
     u = fx x'' + cx,   v = fy y'' + cy
 """
 
@@ -88,7 +89,7 @@ class Camera:
     thin_prism_distortion: np.ndarray = field(default_factory=lambda: np.zeros(4))
 
     @classmethod
-    def from_json_parameters(cls, params: dict, source: str = "camera") -> "Camera":
+    def from_json_parameters(cls, params: dict, source: str = "camera") -> Camera:
         """From the baseline's camera JSON; a missing or malformed field raises naming ``source`` and the field."""
         values = {}
         for name in JSON_FIELDS:
@@ -130,7 +131,7 @@ class Camera:
         """(width, height) of the frame the camera's pixels belong to: (2 cx, 2 cy)."""
         return 2 * float(self.principal_point[0]), 2 * float(self.principal_point[1])
 
-    def scale_to(self, width: float, height: float) -> "Camera":
+    def scale_to(self, width: float, height: float) -> Camera:
         """The same camera with pixels of a ``width`` x ``height`` image of the same frame (focal and principal point
         scaled per axis; the distortion acts on normalised coordinates and is unchanged)."""
         sx, sy = width / self.image_size[0], height / self.image_size[1]

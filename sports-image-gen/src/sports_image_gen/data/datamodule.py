@@ -35,7 +35,7 @@ from torch.utils.data import DataLoader
 from shared_utils.cache import generate_once
 from shared_utils.language import SentenceEncoder
 from shared_utils.paths import anchored
-from sports_image_gen.data.conditions import camera_map, players_map, skeleton_map
+from sports_image_gen.data.conditions import camera_map, grid_lines, players_map, skeleton_map
 from sports_image_gen.data.gamestate import read_gamestate
 from sports_image_gen.data.soccernet_calibration import CalibrationFrame, read_calibration_split
 
@@ -130,6 +130,9 @@ def build_item(frame: CalibrationFrame, height: int, width: int, people: list, s
 
     uv, visible = frame.camera.project_grid(w0, h0)
     keypoints = uv * np.array([sx, sy]) + offset
+    line_points, line_coords = grid_lines()
+    line_uv, _ = frame.camera.scale_to(w0, h0).project(line_points)
+    line_uv = line_uv * np.array([sx, sy]) + offset
     uv960, vis960 = frame.camera.project_grid(*METRIC_SIZE)
 
     boxes, labels, colours, xy = [], [], [], []
@@ -174,7 +177,7 @@ def build_item(frame: CalibrationFrame, height: int, width: int, people: list, s
         "image": torch.from_numpy(out).permute(2, 0, 1).float() / 255,
         "grid_keypoints": kp, "grid_visible": vis,
         "camera_960": torch.from_numpy(uv960).float(), "visible_960": torch.from_numpy(vis960),
-        "camera_map": camera_map(kp, vis, height, width),
+        "camera_map": camera_map(kp, vis, height, width, line_uv, line_coords),
         "players_map": people_map, "skeleton_map": pose_map,
         "prompt": prompt,
         "boxes": box_t, "labels": label_t, "num_people": n,

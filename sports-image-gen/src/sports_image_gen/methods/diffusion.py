@@ -1,10 +1,15 @@
 """Every method of the project: one conditional DDPM whose config switches the conditioning on.
 
 DDPM (Ho, Jain & Abbeel, "Denoising Diffusion Probabilistic Models", NeurIPS 2020): T = 1000 steps, the paper's
-linear betas 1e-4 .. 0.02, the simple loss ||eps - eps_theta(x_t, t, c)||^2 (Eq. 14), x_t = sqrt(abar_t) x_0 +
-sqrt(1 - abar_t) eps. Sampling with DDIM (Song, Meng & Ermon, ICLR 2021, eta = 0). Classifier-free guidance (Ho &
-Salimans 2022): the text token is zeroed with probability ``cfg_dropout`` in training; at sampling
-eps = eps(c_uncond) + w (eps(c) - eps(c_uncond)), where only the text is dropped (the maps stay: they are the
+linear betas 1e-4 .. 0.02, x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps, and the simple loss, an MSE on the
+network's prediction. The paper predicts eps (Eq. 14, ``prediction_type="epsilon"``); we default to the
+v-parameterisation of Salimans & Ho ("Progressive Distillation", ICLR 2022), v = sqrt(abar_t) eps - sqrt(1 - abar_t)
+x_0, the same model and loss with another target: after the CPU budget of 300 steps, eps-prediction's DDIM samples
+were still noise on the validation conditions (x0 = (x_t - sqrt(1 - abar) eps) / sqrt(abar) multiplies the
+prediction's error by up to 150 at the noisiest steps), v-prediction's were pitches (README, "Choices").
+Sampling with DDIM (Song, Meng & Ermon, ICLR 2021, eta = 0). Classifier-free guidance (Ho & Salimans 2022): the
+text is zeroed with probability ``cfg_dropout`` in training; at sampling
+pred = pred(c_uncond) + w (pred(c) - pred(c_uncond)), where only the text is dropped (the maps stay: they are the
 condition under test, and the guidance acts on what the prompt adds).
 
 The conditions (``concat`` / ``control`` lists name the maps: ``camera``, ``players``, ``skeleton``):
@@ -17,7 +22,8 @@ The conditions (``concat`` / ``control`` lists name the maps: ``camera``, ``play
 - ``skeleton``: camera + COCO-17 skeleton maps through the ControlNet;
 - ``geometry`` (ours): ``camera_controlnet`` + a geometry-consistency loss against "the condition is ignored": a
   frozen grid-keypoint detector (the judge ``grid_loss``, not the one that scores the test) reads the predicted clean
-  image x0_hat = (x_t - sqrt(1 - abar_t) eps_theta) / sqrt(abar_t), and its heatmap cross-entropy against the
+  image x0_hat (from x_t and the prediction: (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t) for eps, sqrt(abar_t) x_t -
+  sqrt(1 - abar_t) v for v), and its heatmap cross-entropy against the
   conditioning camera's grid, weighted by abar_t (only steps where x0_hat is an image count), is added with weight
   ``geometry_weight``. The gradient reaches the denoiser through x0_hat only.
 """
@@ -26,7 +32,9 @@ from __future__ import annotations
 
 import resource
 import time
+from pathlib import Path
 
+import cv2
 import lightning as L
 import numpy as np
 import torch
@@ -46,7 +54,7 @@ from sports_image_gen.metrics import (
     to_960,
 )
 from sports_image_gen.models.autoencoder import build_autoencoder
-from sports_image_gen.models.denoiser import TEXT_DIM, Denoiser
+from sports_image_gen.models.denoiser import Denoiser
 from sports_image_gen.models.detectors import GridDetector
 
 MAP_CHANNELS = {"camera": 3, "players": 4, "skeleton": 3}
@@ -60,21 +68,24 @@ class ConditionalDiffusion(L.LightningModule):
         grounding: GLIGEN tokens of the players.
         latent: denoise the latents of an autoencoder trained for the first ``ae_steps`` steps.
         geometry_weight: weight of the geometry-consistency loss (0: off).
+        geometry_detector_steps: training steps of its grid detector (cached per dataset like the judges).
         block_out_channels, attention_levels: the UNet (see ``models/denoiser.py``).
         lr: AdamW learning rate (constant after a ``warmup`` of steps).
         cfg_dropout: probability of dropping the text in training.
         height, width: the data's image size (the latent is 4x smaller).
         guidance_scale, sampling_steps: DDIM sampling at test time.
+        prediction_type: the network's target, ``epsilon`` (DDPM), ``v_prediction`` or ``sample`` (x_0).
         judge_grid_steps, judge_player_steps: training steps of the detectors that judge (cached per dataset in
             ``judge_dir``).
     """
 
     def __init__(self, concat: list[str] | None = None, control: list[str] | None = None, grounding: bool = False,
-                 latent: bool = False, geometry_weight: float = 0.0,
+                 latent: bool = False, geometry_weight: float = 0.0, geometry_detector_steps: int = 300,
                  block_out_channels: tuple[int, ...] = (32, 48, 64), attention_levels: int = 0,
                  latent_channels: int = 4, ae_steps: int = 300, ae_kl_weight: float = 1e-6,
                  lr: float = 5e-4, warmup: int = 50, cfg_dropout: float = 0.1, guidance_scale: float = 2.0,
-                 sampling_steps: int = 25, judge_grid_steps: int = 600, judge_player_steps: int = 300,
+                 sampling_steps: int = 25, prediction_type: str = "v_prediction", judge_grid_steps: int = 600,
+                 judge_player_steps: int = 300,
                  height: int = 36, width: int = 64, judge_dir: str = "data/sports-image-gen/judges",
                  log_images: int = 8) -> None:
         super().__init__()
@@ -94,7 +105,10 @@ class ConditionalDiffusion(L.LightningModule):
             grounding=grounding, block_out_channels=tuple(block_out_channels), attention_levels=attention_levels)
         if latent and self.concat:
             raise ValueError("concat conditioning is pixel-space only; use control with latent=true")
-        self.ddpm = DDPMScheduler(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, beta_schedule="linear")
+        if prediction_type not in ("epsilon", "v_prediction", "sample"):
+            raise ValueError(f"prediction_type must be epsilon, v_prediction or sample, got {prediction_type!r}")
+        self.ddpm = DDPMScheduler(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, beta_schedule="linear",
+                                  prediction_type=prediction_type)
         self.register_buffer("latent_scale", torch.ones(()), persistent=True)
         self._aux: dict = {}  # judges and the Lite0 feature extractor: not part of the checkpoint
         self._test: dict = {}
@@ -112,7 +126,8 @@ class ConditionalDiffusion(L.LightningModule):
             text = text * keep[:, None]
         return text
 
-    def eps(self, x_t: Tensor, t: Tensor, text: Tensor, batch: dict) -> Tensor:
+    def predict(self, x_t: Tensor, t: Tensor, text: Tensor, batch: dict) -> Tensor:
+        """The network's prediction (eps, v or x_0 by ``prediction_type``) for the batch's conditions."""
         return self.denoiser(x_t, t, text, concat=self._maps(batch, self.concat),
                              control=self._maps(batch, self.control),
                              entities=batch["entities"] if self.hparams.grounding else None)
@@ -127,7 +142,8 @@ class ConditionalDiffusion(L.LightningModule):
         """A detector of ``judges.py`` (``grid``, ``grid_loss``, ``players``), trained once per dataset, frozen."""
         if name not in self._aux:
             dm = self.trainer.datamodule
-            steps = self.hparams.judge_player_steps if name == "players" else self.hparams.judge_grid_steps
+            steps = {"grid": self.hparams.judge_grid_steps, "players": self.hparams.judge_player_steps,
+                     "grid_loss": self.hparams.geometry_detector_steps}[name]
             self._aux[name] = load_judge(name, dm.fingerprint(), dm.judge_items(), steps,
                                          self.hparams.judge_dir).to(self.device)
         return self._aux[name]
@@ -162,12 +178,12 @@ class ConditionalDiffusion(L.LightningModule):
         noise = torch.randn_like(x0)
         t = torch.randint(0, self.ddpm.config.num_train_timesteps, (len(x0),), device=self.device)
         x_t = self.ddpm.add_noise(x0, noise, t)
-        eps = self.eps(x_t, t, self._text(batch, drop=True), batch)
-        loss = F.mse_loss(eps, noise)
+        pred = self.predict(x_t, t, self._text(batch, drop=True), batch)
+        loss = F.mse_loss(pred, self._target(x0, noise, t))
         self.log("train/loss", loss, prog_bar=True)
         if self.hparams.geometry_weight:
             abar = self.ddpm.alphas_cumprod.to(self.device)[t]
-            x0_hat = (x_t - (1 - abar).sqrt()[:, None, None, None] * eps) / abar.sqrt()[:, None, None, None]
+            x0_hat = self._x0(x_t, pred, abar[:, None, None, None])
             detector = self.judge("grid_loss")
             heat, vis = detector(((x0_hat + 1) / 2).clamp(0, 1))
             geo = GridDetector.loss(heat, vis, batch["grid_keypoints"], batch["grid_visible"], reduce=False)
@@ -176,6 +192,19 @@ class ConditionalDiffusion(L.LightningModule):
             loss = loss + self.hparams.geometry_weight * geo
         self.log("train/seconds", time.time() - self._train_start)
         return loss
+
+    def _target(self, x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
+        kind = self.hparams.prediction_type
+        if kind == "epsilon":
+            return noise
+        return self.ddpm.get_velocity(x0, noise, t) if kind == "v_prediction" else x0
+
+    def _x0(self, x_t: Tensor, pred: Tensor, abar: Tensor) -> Tensor:
+        """The clean image the prediction implies."""
+        kind = self.hparams.prediction_type
+        if kind == "epsilon":
+            return (x_t - (1 - abar).sqrt() * pred) / abar.sqrt()
+        return abar.sqrt() * x_t - (1 - abar).sqrt() * pred if kind == "v_prediction" else pred
 
     def _autoencoder_step(self, batch: dict) -> Tensor:
         x = batch["image"] * 2 - 1
@@ -203,8 +232,8 @@ class ConditionalDiffusion(L.LightningModule):
         x0 = self._encode(batch["image"])
         noise = torch.randn(x0.shape, generator=gen).to(x0)
         t = torch.linspace(50, 950, len(x0)).long().to(self.device)
-        eps = self.eps(self.ddpm.add_noise(x0, noise, t), t, batch["text"], batch)
-        self.log("val/loss", F.mse_loss(eps, noise), batch_size=len(x0))
+        pred = self.predict(self.ddpm.add_noise(x0, noise, t), t, batch["text"], batch)
+        self.log("val/loss", F.mse_loss(pred, self._target(x0, noise, t)), batch_size=len(x0))
 
     # ---- sampling ---------------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -220,11 +249,11 @@ class ConditionalDiffusion(L.LightningModule):
         text = batch["text"]
         for t in ddim.timesteps:
             tt = torch.full((b,), int(t), device=self.device, dtype=torch.long)
-            eps = self.eps(x, tt, text, batch)
+            pred = self.predict(x, tt, text, batch)
             if guidance != 1.0:
-                eps_u = self.eps(x, tt, torch.zeros_like(text), batch)
-                eps = eps_u + guidance * (eps - eps_u)
-            x = ddim.step(eps, int(t), x).prev_sample
+                uncond = self.predict(x, tt, torch.zeros_like(text), batch)
+                pred = uncond + guidance * (pred - uncond)
+            x = ddim.step(pred, int(t), x).prev_sample
         return self._decode(x)
 
     # ---- test -------------------------------------------------------------------------------------------------
@@ -295,6 +324,29 @@ class ConditionalDiffusion(L.LightningModule):
         for key, value in metrics.items():
             self.log(key, float(value))
 
+    def predict_step(self, batch: dict, batch_idx: int) -> Tensor:
+        """``predict``: sample the test conditions and write condition | generated | rendered PNGs, one per frame, to
+        ``<run>/predictions/<name>.png``."""
+        generated = self.sample(batch, seed=batch_idx)
+        folder = Path(self.trainer.log_dir or ".") / "predictions"
+        folder.mkdir(parents=True, exist_ok=True)
+        condition = self._condition_picture(batch, len(generated))
+        for i, name in enumerate(batch["name"]):
+            row = torch.cat([condition[i], generated[i], batch["image"][i]], 2)
+            pixels = (row.permute(1, 2, 0).cpu().numpy()[..., ::-1] * 255).round().astype(np.uint8)
+            cv2.imwrite(str(folder / f"{name}.png"), pixels)
+        return generated
+
+    def _condition_picture(self, batch: dict, n: int) -> Tensor:
+        """What the method is conditioned on, as an RGB picture: grid dots, players' kits, skeletons."""
+        condition = batch["camera_map"][:n, :1].expand(-1, 3, -1, -1).clamp(0, 1)
+        if "players" in self.control or self.hparams.grounding:
+            people = batch["players_map"][:n]
+            condition = torch.where(people[:, 3:] > 0, people[:, :3], condition)
+        if "skeleton" in self.control:
+            condition = torch.maximum(condition, batch["skeleton_map"][:n])
+        return condition
+
     @torch.no_grad()
     def _log_pictures(self, batch: dict, generated: Tensor) -> None:
         """condition | generated | rendered for the first images, and one image per guidance scale."""
@@ -302,12 +354,7 @@ class ConditionalDiffusion(L.LightningModule):
         if logger is None:
             return
         n = min(self.hparams.log_images, len(generated))
-        condition = batch["camera_map"][:n, :1].expand(-1, 3, -1, -1).clamp(0, 1)
-        if "players" in self.control or self.hparams.grounding:
-            people = batch["players_map"][:n]
-            condition = torch.where(people[:, 3:] > 0, people[:, :3], condition)
-        if "skeleton" in self.control:
-            condition = torch.maximum(condition, batch["skeleton_map"][:n])
+        condition = self._condition_picture(batch, n)
         rows = torch.stack([condition, generated[:n], batch["image"][:n]], 1).flatten(0, 1)
         log_image(logger, "test/condition_generated_rendered", image_grid(rows, nrow=3), self.global_step)
         few = {k: (v[:4] if torch.is_tensor(v) else {kk: vv[:4] for kk, vv in v.items()} if isinstance(v, dict)
