@@ -9,7 +9,7 @@ trains the judges (cached per dataset), so its minutes are those of a first `mak
 - ``players_map``, ``players_gligen``, ``skeleton``: camera + players / skeletons;
 - ``frugal_100``, ``frugal_300`` (+ ``camera_concat``, trained on all 1000): the frugality curve.
 
-This process then times DDIM sampling of every trained method at 10 / 25 / 50 steps (a batch of 8, with
+This process then times DDIM sampling of every trained method at 10 / 25 / 50 steps (a batch of 4, with
 classifier-free guidance: two UNet passes per step) and exports each run's condition | generated | rendered picture
 to docs/<row>.png.
 """
@@ -57,7 +57,7 @@ def run_method(name: str, extra: list[str]) -> dict:
     return {"metrics": run.metrics, "minutes": run.seconds / 60}
 
 
-def sampling_speed(names: list[str], batch: int = 8) -> dict:
+def sampling_speed(names: list[str], batch: int = 4) -> dict:
     """Images per second of DDIM sampling at each step count, per trained method."""
     from shared_utils.checkpoints import load_model
     from sports_image_gen.data.datamodule import SyntheticBroadcast
@@ -78,6 +78,7 @@ def sampling_speed(names: list[str], batch: int = 8) -> dict:
 
 
 COLUMNS = [("camera_reproj_px", "reproj px", 1), ("camera_reproj_px_shuffled", "reproj px, shuffled", 1),
+           ("reproj_ratio", "reproj / shuffled (target < 0.5)", 2),
            ("camera_acc_5", "acc@5", 3), ("camera_acc_10", "acc@10", 3), ("camera_acc_20", "acc@20", 3),
            ("player_recall", "player recall", 3), ("jersey_acc", "jersey acc.", 3), ("fid_lite0", "FID (Lite0)", 2),
            ("kid_lite0", "KID (Lite0)", 3), ("psnr_render", "PSNR vs render", 2)]
@@ -88,7 +89,8 @@ COST = [("parameters_m", "params (M)", 2), ("train_steps_per_s", "train steps/s"
 def _table(store: Store, names: list[str], columns=COLUMNS, minutes: bool = True) -> str:
     rows = []
     for name, record in store.rows([n for n in names if n in store.data]):
-        m = record["metrics"]
+        m = dict(record["metrics"])
+        m["test/reproj_ratio"] = m["test/camera_reproj_px"] / m["test/camera_reproj_px_shuffled"]
         row = [name, *(fmt(m.get(f"test/{k}"), d) for k, _, d in columns)]
         rows.append(row + ([fmt(record["minutes"], 1)] if minutes else []))
     return markdown_table(["method", *(c[1] for c in columns), *(["minutes (fit + test)"] if minutes else [])], rows)
@@ -111,6 +113,10 @@ def render(args, store: Store) -> str:
         text += (f"The judges on the rendered test images themselves (their error floor): grid reprojection "
                  f"{fmt(judge.get('test/detector_reproj_px'), 1)} px, player recall "
                  f"{fmt(judge.get('test/detector_player_recall'), 3)}.\n\n")
+    missing = [n for n in METHODS if n not in data]
+    if missing:
+        text += (f"Not measured yet (no row in bench.json; `make bench PROJECT={PROJECT} ARGS=\"--only "
+                 f"{' '.join(missing)}\"` adds them): {', '.join(missing)}.\n\n")
     text += "## Text and camera conditioning\n\n" + _table(store, CAMERA)
     text += "\n## Players and skeletons (camera conditioned too)\n\n" + _table(store, PLAYERS)
     text += "\n## Frugality: camera_concat trained on 100 / 300 / 1000 images\n\n"
