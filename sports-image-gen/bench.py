@@ -7,7 +7,9 @@ trains the judges (cached per dataset), so its minutes are those of a first `mak
 - ``text2img``, ``latent``: no camera condition (their camera errors are what ignoring the condition scores);
 - ``camera_concat``, ``camera_controlnet``, ``geometry`` (ours): camera conditioning;
 - ``players_map``, ``players_gligen``, ``skeleton``: camera + players / skeletons;
-- ``frugal_100``, ``frugal_300`` (+ ``camera_concat``, trained on all 1000): the frugality curve.
+- ``frugal_100``, ``frugal_300`` (+ ``camera_concat``, trained on all 1000): the frugality curve;
+- ``concat_x0_300``, ``concat_x0_600``, ``geometry_x0_300``: ``camera_concat`` (trained 300 and 600 steps) and
+  ``geometry`` predicting x_0 (DDPM's other parameterisation) instead of v.
 
 This process then times DDIM sampling of every trained method at 10 / 25 / 50 steps (a batch of 4, with
 classifier-free guidance: two UNet passes per step) and exports each run's condition | generated | rendered picture
@@ -41,13 +43,20 @@ CONFIGS = HERE / "configs"
 CAMERA = ["camera_concat", "camera_controlnet", "geometry", "text2img", "latent"]
 PLAYERS = ["players_map", "players_gligen", "skeleton"]
 FRUGAL = {"frugal_100": 100, "frugal_300": 300, "camera_concat": 1000}
-METHODS = [*CAMERA, *PLAYERS, "frugal_100", "frugal_300"]
+# camera_concat (300 and 600 steps) and geometry predicting x_0 instead of v: on validation, v-prediction's samples
+# ignored the camera after 300 steps and x_0-prediction's followed it (README, "Choices")
+X0 = {"concat_x0_300": ("camera_concat.yaml", 300), "concat_x0_600": ("camera_concat.yaml", 600),
+      "geometry_x0_300": ("geometry.yaml", 300)}
+METHODS = [*CAMERA, *PLAYERS, "frugal_100", "frugal_300", *X0]
 SAMPLING_STEPS = (10, 25, 50)
 
 
 def plan(name: str) -> tuple[str, list[str]]:
     if name.startswith("frugal_"):
         return "camera_concat.yaml", [f"--data.init_args.train_size={FRUGAL[name]}"]
+    if name in X0:
+        config, steps = X0[name]
+        return config, ["--model.init_args.prediction_type=sample", f"--trainer.max_steps={steps}"]
     return f"{name}.yaml", []
 
 
@@ -101,7 +110,7 @@ def render(args, store: Store) -> str:
     text = results_header(PROJECT, "sports-image-gen results", args, store, notes=(
         "Synthetic broadcast proxy: 1000 train / 64 val / 64 test frames rendered at 320 x 180, read back through "
         "the SoccerNet loaders and letterboxed to 64 x 36. Every method trains 300 steps of batch 16 (latent: "
-        "100 autoencoder steps first), then samples the 64 test conditions with DDIM (25 steps, guidance 2 on the "
+        "100 autoencoder steps first; concat_x0_600: 600 steps), then samples the 64 test conditions with DDIM (25 steps, guidance 2 on the "
         "text). Camera columns: the judge grid detector's 91 points in the generated image against the "
         "conditioning camera, in 960 x 540 pixels (SoccerNet-calibration's TP / (TP + FP + FN) at 5 / 10 / 20 px); "
         "'shuffled': against another test sample's camera. Player recall: conditioned players found at IoU 0.5 by "
@@ -121,6 +130,9 @@ def render(args, store: Store) -> str:
     text += "\n## Players and skeletons (camera conditioned too)\n\n" + _table(store, PLAYERS)
     text += "\n## Frugality: camera_concat trained on 100 / 300 / 1000 images\n\n"
     text += _table(store, list(FRUGAL))
+    text += ("\n## Predicting x_0 instead of v: camera_concat (300 and 600 steps) and geometry (300 steps), and "
+             "their v rows\n\n")
+    text += _table(store, [*X0, "camera_concat", "geometry"])
     text += "\n## Cost\n\n" + _table(store, [*CAMERA, *PLAYERS], COST, minutes=False)
     if "sampling" in data:
         s = data["sampling"]
@@ -138,7 +150,7 @@ def main() -> None:
     failed = run_methods(args.methods, store, lambda name: run_method(name, args.extra))
     store.put("sampling", sampling_speed([*CAMERA, *PLAYERS]))
     # condition | generated | rendered per run, for the README
-    export_pictures(PROJECT, [*CAMERA, *PLAYERS], "test/condition_generated_rendered", HERE / "docs")
+    export_pictures(PROJECT, [*CAMERA, *PLAYERS, *X0], "test/condition_generated_rendered", HERE / "docs")
     write_results(HERE / "RESULTS.md", render(args, store))
     if failed:
         raise SystemExit(f"failed: {', '.join(failed)} (their rows keep earlier numbers, if any)")

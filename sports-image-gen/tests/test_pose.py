@@ -8,7 +8,8 @@ import json
 import numpy as np
 
 from sports_image_gen.data.datamodule import _coco_keypoints
-from sports_image_gen.data.pose import MEDIAPIPE_TO_COCO, coco_keypoints_file, landmarks_to_coco
+from sports_image_gen.data.gamestate import read_gamestate, write_gamestate
+from sports_image_gen.data.pose import MEDIAPIPE_TO_COCO, coco_keypoints_file, frame_path, landmarks_to_coco
 
 
 def test_mapping_picks_the_named_landmarks():
@@ -35,3 +36,15 @@ def test_written_file_reads_back(tmp_path):
     path = tmp_path / "person_keypoints.json"
     path.write_text(json.dumps(data))
     assert np.allclose(_coco_keypoints(path)["a"][0], skeleton)
+
+
+def test_frames_are_found_in_im_dir_or_beside_the_labels(tmp_path):
+    # GSR clips: frames in info.im_dir (img1/); the calibration layout and the proxy: beside Labels-GameState.json
+    images = [{"image_id": "1", "file_name": "000001.jpg", "width": 4, "height": 4}]
+    write_gamestate(tmp_path / "Labels-GameState.json", images, {})
+    state = read_gamestate(tmp_path / "Labels-GameState.json")
+    (tmp_path / "000001.jpg").write_bytes(b"")
+    assert frame_path(state, "000001.jpg") == tmp_path / "000001.jpg"
+    (tmp_path / "img1").mkdir()
+    (tmp_path / "img1" / "000001.jpg").write_bytes(b"")
+    assert frame_path(state, "000001.jpg") == tmp_path / "img1" / "000001.jpg"

@@ -22,7 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from sports_image_gen.data.gamestate import read_gamestate
+from sports_image_gen.data.gamestate import GameState, read_gamestate
 from sports_image_gen.data.skeleton import COCO_KEYPOINTS, COCO_SKELETON
 
 # MediaPipe Pose landmark index of each COCO keypoint (nose, eyes, ears, shoulders, elbows, wrists, hips, knees,
@@ -63,8 +63,16 @@ def coco_keypoints_file(images: list[dict], people: dict[str, list[np.ndarray]])
                             "skeleton": [[a + 1, b + 1] for a, b in COCO_SKELETON]}]}
 
 
+def frame_path(state: GameState, file_name: str) -> Path:
+    """Where a frame of the labels is: GSR clips keep their frames in ``info.im_dir`` (``img1/``), the calibration
+    layout (and the proxy) beside ``Labels-GameState.json``."""
+    candidates = (state.image_dir / file_name, state.path.parent / file_name)
+    return next((path for path in candidates if path.is_file()), candidates[0])
+
+
 def extract_skeletons(folder: str | Path, min_visibility: float = 0.5) -> Path:
-    """Pose every person box of ``<folder>/Labels-GameState.json``; write ``<folder>/person_keypoints.json``."""
+    """Pose every person box of ``<folder>/Labels-GameState.json`` (frames in its ``info.im_dir``, or beside it);
+    write ``<folder>/person_keypoints.json``."""
     try:
         import mediapipe as mp
     except ImportError as err:
@@ -75,7 +83,7 @@ def extract_skeletons(folder: str | Path, min_visibility: float = 0.5) -> Path:
     images, people = [], {}
     with mp.solutions.pose.Pose(static_image_mode=True, model_complexity=1) as pose:
         for index, record in enumerate(state.images):
-            path = folder / record["file_name"]
+            path = frame_path(state, record["file_name"])
             frame = cv2.imread(str(path))
             if frame is None:
                 raise FileNotFoundError(f"{path}: unreadable or missing frame of {folder / 'Labels-GameState.json'}")
