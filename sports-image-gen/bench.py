@@ -110,8 +110,9 @@ def render(args, store: Store) -> str:
     text = results_header(PROJECT, "sports-image-gen results", args, store, notes=(
         "Synthetic broadcast proxy: 1000 train / 64 val / 64 test frames rendered at 320 x 180, read back through "
         "the SoccerNet loaders and letterboxed to 64 x 36. Every method trains 300 steps of batch 16 (latent: "
-        "100 autoencoder steps first; concat_x0_600: 600 steps), then samples the 64 test conditions with DDIM (25 steps, guidance 2 on the "
-        "text). Camera columns: the judge grid detector's 91 points in the generated image against the "
+        "100 autoencoder steps first; concat_x0_600: 600 steps), then samples the 64 test conditions with DDIM "
+        "(25 steps, guidance 2 on the text). Camera columns: the judge grid detector's 91 points in the generated "
+        "image against the "
         "conditioning camera, in 960 x 540 pixels (SoccerNet-calibration's TP / (TP + FP + FN) at 5 / 10 / 20 px); "
         "'shuffled': against another test sample's camera. Player recall: conditioned players found at IoU 0.5 by "
         "the judge CenterNet; jersey acc.: found players with the right team. FID / KID on the pooled last stage "
