@@ -6,6 +6,7 @@ trains the judges (cached per dataset), so its minutes are those of a first `mak
 
 - ``text2img``, ``latent``: no camera condition (their camera errors are what ignoring the condition scores);
 - ``camera_concat``, ``camera_controlnet``, ``geometry`` (ours): camera conditioning;
+- ``camera_pitch`` (the default): the grid map + the pitch-template map, predicting x_0 at lr 2e-3, 200 steps;
 - ``players_map``, ``players_gligen``, ``skeleton``: camera + players / skeletons;
 - ``frugal_100``, ``frugal_300`` (+ ``camera_concat``, trained on all 1000): the frugality curve;
 - ``concat_x0_300``, ``concat_x0_600``, ``geometry_x0_300``: ``camera_concat`` (trained 300 and 600 steps) and
@@ -40,7 +41,7 @@ from shared_utils.checkpoints import latest_run
 HERE = Path(__file__).resolve().parent
 PROJECT = "sports-image-gen"
 CONFIGS = HERE / "configs"
-CAMERA = ["camera_concat", "camera_controlnet", "geometry", "text2img", "latent"]
+CAMERA = ["camera_concat", "camera_controlnet", "geometry", "text2img", "latent", "camera_pitch"]
 PLAYERS = ["players_map", "players_gligen", "skeleton"]
 FRUGAL = {"frugal_100": 100, "frugal_300": 300, "camera_concat": 1000}
 # camera_concat (300 and 600 steps) and geometry predicting x_0 instead of v: on validation, v-prediction's samples
@@ -110,8 +111,11 @@ def render(args, store: Store) -> str:
     text = results_header(PROJECT, "sports-image-gen results", args, store, notes=(
         "Synthetic broadcast proxy: 1000 train / 64 val / 64 test frames rendered at 320 x 180, read back through "
         "the SoccerNet loaders and letterboxed to 64 x 36. Every method trains 300 steps of batch 16 (latent: "
-        "100 autoencoder steps first; concat_x0_600: 600 steps), then samples the 64 test conditions with DDIM "
-        "(25 steps, guidance 2 on the text). Camera columns: the judge grid detector's 91 points in the generated "
+        "100 autoencoder steps first; concat_x0_600: 600 steps; camera_pitch: 200 steps), then samples the 64 test "
+        "conditions with DDIM "
+        "(25 steps, guidance 2 on the text). Every row predicts v at AdamW lr 5e-4, the camera rows from the grid "
+        "map, except the x_0 rows and camera_pitch (the default: the grid and pitch-template maps, x_0, lr 2e-3). "
+        "Camera columns: the judge grid detector's 91 points in the generated "
         "image against the "
         "conditioning camera, in 960 x 540 pixels (SoccerNet-calibration's TP / (TP + FP + FN) at 5 / 10 / 20 px); "
         "'shuffled': against another test sample's camera. Player recall: conditioned players found at IoU 0.5 by "

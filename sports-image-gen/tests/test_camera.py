@@ -143,3 +143,21 @@ def test_rotation_to_pan_tilt_roll_keeps_the_small_roll():
     angles = rotation_to_pan_tilt_roll(rotation)
     np.testing.assert_allclose(angles, (-150.0, 80.0, -10.0), atol=1e-9)
     np.testing.assert_allclose(pan_tilt_roll_to_rotation(*np.deg2rad(angles)), rotation, atol=1e-12)
+
+
+def test_ground_points_by_hand_and_above_the_horizon():
+    camera = level_camera()
+    # (0, 10, 0) is 10 m ahead and 5 m down: u = 50, v = 40 + 100 * 5 / 10 = 90; (3, 15, 0): u = 50 + 100 * 3 / 5.
+    xy, hits = camera.ground_points(np.array([[50.0, 90.0], [110.0, 140.0], [50.0, 30.0]]))
+    np.testing.assert_allclose(xy[:2], [[0.0, 10.0], [3.0, 15.0]], atol=1e-9)
+    assert hits.tolist() == [True, True, False]  # above the horizon (v < 40) the ray never meets the ground
+    assert np.isnan(xy[2]).all()
+
+
+def test_ground_points_invert_the_distorted_projection():
+    camera = broadcast_camera()
+    points = grid_points()
+    uv, visible = camera.project_grid()  # in the frame: beyond it the distortion polynomial need not be invertible
+    xy, hits = camera.ground_points(uv[visible])
+    assert visible.sum() >= 5 and hits.all()
+    np.testing.assert_allclose(xy, points[visible, :2], atol=1e-4)

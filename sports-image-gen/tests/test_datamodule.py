@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from sports_image_gen.data.camera import Camera
+from sports_image_gen.data.camera import Camera, grid_points
 from sports_image_gen.data.datamodule import SoccerNetCalibration, read_split
 from sports_image_gen.data.soccernet_calibration import write_camera_json
 
@@ -53,6 +53,20 @@ def test_letterboxed_grid_keypoints(tmp_path):
     cmap = item["camera_map"][0]
     for x, y in item["grid_keypoints"][visible][:5]:
         assert cmap[int(round(float(y))), int(round(float(x)))] > 0.5
+    # the pitch map: the grid's inner points lie on the pitch, and the map reads their pitch coordinates there
+    pitch, inner = item["pitch_map"], visible.reshape(7, 13).copy()
+    inner[[0, -1]], inner[:, [0, -1]] = False, False
+    coords = grid_points()[:, :2] / np.array([52.5, 34.0])
+    for k in np.flatnonzero(inner.ravel()):
+        x, y = np.round(item["grid_keypoints"][k].numpy()).astype(int)
+        assert pitch[0, y, x] >= 0.5
+        np.testing.assert_allclose(pitch[1:, y, x].numpy(), coords[k], atol=0.1)
+    assert pitch[:, :, :8].abs().max() == 0  # padding sees no pitch
+    # markings at 1: the halfway line runs through the centre mark (k = 13 * 3 + 6) and the grid's point (0, 34)
+    for k in (45, 84):
+        x, y = np.round(item["grid_keypoints"][k].numpy()).astype(int)
+        assert visible[k] and pitch[0, y, x] == 1
+    assert set(np.unique(pitch[0].numpy())) == {0.0, 0.5, 1.0}
 
 
 def test_frames_without_camera_are_skipped_and_camera_dir(tmp_path):

@@ -21,7 +21,7 @@ KEYS = ["camera_reproj_px", "camera_reproj_px_shuffled", "camera_acc_5", "camera
         "detector_reproj_px", "player_recall", "jersey_acc", "detector_player_recall", "fid_lite0", "kid_lite0",
         "psnr_render", "sampling_images_per_s", "train_steps_per_s", "peak_memory_mb", "parameters_m"]
 METHODS = ["text2img", "latent", "camera_concat", "camera_controlnet", "players_map", "players_gligen", "skeleton",
-           "geometry"]
+           "geometry", "camera_pitch"]
 
 
 def _fit(tmp_path: Path, configs: list[str], args: list[str]) -> dict:

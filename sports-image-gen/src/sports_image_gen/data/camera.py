@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+import cv2
 import numpy as np
 
 # KaliCalib's uniform grid of pitch keypoints: 13 x 7 ground points, index k = 13 j + i.
@@ -173,6 +174,23 @@ class Camera:
         uv, front = self.scale_to(width, height).project(grid_points())
         inside = front & (uv[:, 0] >= 0) & (uv[:, 0] < width) & (uv[:, 1] >= 0) & (uv[:, 1] < height)
         return uv, inside
+
+    def ground_points(self, uv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The inverse of ``project`` on the ground: N x 2 pixels -> (N x 2 world (x, y) where their rays meet the
+        plane z = 0, N flags of rays that meet it in front of the camera). The distortion is undone by
+        ``cv2.undistortPoints`` iterated to convergence (OpenCV's 12 coefficients are this model's)."""
+        k, p, s = self.radial_distortion, self.tangential_distortion, self.thin_prism_distortion
+        K = np.array([[self.x_focal_length, 0, self.principal_point[0]],
+                      [0, self.y_focal_length, self.principal_point[1]], [0, 0, 1]])
+        normalised = cv2.undistortPoints(np.asarray(uv, np.float64).reshape(-1, 1, 2), K,
+                                         np.concatenate([k[:2], p, k[2:], s]),
+                                         criteria=(cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 30, 1e-10))
+        rays = normalised.reshape(-1, 2) @ self.rotation[:2] + self.rotation[2]  # camera (x, y, 1) to world: R^T
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = -self.centre[2] / rays[:, 2]  # z down: a camera above the pitch has z < 0, a ray to the ground dz > 0
+        hits = np.isfinite(t) & (t > 0)
+        xy = self.centre[:2] + np.where(hits, t, np.nan)[:, None] * rays[:, :2]
+        return xy, hits
 
     @property
     def centre(self) -> np.ndarray:

@@ -7,6 +7,12 @@
   dots alone, no camera-conditioned model drew pitch markings after the 300-step CPU budget (validation samples
   were grass and stands); the grid's outer and middle lines are the touch, goal and halfway lines, which the lines
   give to the network where it draws them.
+- ``pitch_map`` (3 channels): the pitch template (FIFA 105 x 68 m and its markings, ``data/pitch.py``) as the camera
+  sees it, distortion included, dense: channel 0 is 0.5 on the pixels whose ray meets the ground inside the pitch
+  and 1 on the markings of sn-calibration's pitch model (lines, circles, goal frames, projected every
+  ``MARKING_STEP`` metres); channels 1 and 2 carry the ground point's x / 52.5 and y / 34 inside the pitch. It holds
+  only what the camera implies, as the grid map does, but where the image shows it: the extent of the pitch (where
+  the stands begin) and the markings are read off the input instead of inferred from 91 points and 20 lines.
 - ``players_map`` (4 channels): each player's image box filled with its jersey colour (RGB in [0, 1]) and an
   occupancy channel (a black referee kit would otherwise be invisible).
 - ``skeleton_map`` (3 channels): the COCO-17 limbs drawn one hue per limb (as the OpenPose maps of the ControlNet
@@ -21,10 +27,12 @@ import torch
 from torch import Tensor
 
 from sports_image_gen.data.camera import GRID_X, GRID_Y, NUM_GRID
+from sports_image_gen.data.pitch import pitch_polylines
 from sports_image_gen.data.skeleton import COCO_SKELETON
 from sports_image_gen.data.skeleton import LIMB_COLOURS as SKELETON_COLOURS
 
 DOT_SIGMA = 0.75
+MARKING_STEP = 0.25
 LIMB_COLOURS = np.array(SKELETON_COLOURS, dtype=np.float32) / 255
 
 
@@ -66,6 +74,36 @@ def camera_map(keypoints: Tensor, visible: Tensor, height: int, width: int, line
         out[1, row[free], col[free]] = coords[free, 0]
         out[2, row[free], col[free]] = coords[free, 1]
     return out
+
+
+_MARKINGS = np.concatenate(list(pitch_polylines(MARKING_STEP).values()))
+
+
+def pitch_map(camera, offset: np.ndarray, height: int, width: int) -> Tensor:
+    """(3, H, W): mask and normalised pitch coordinates of the ground point each pixel sees (module docstring).
+    ``camera`` has the pixels of the resized frame, which sits at ``offset`` (x, y) in the returned image."""
+    cols, rows = np.meshgrid(np.arange(width, dtype=np.float64), np.arange(height, dtype=np.float64))
+    uv = np.stack([cols.ravel(), rows.ravel()], 1) - offset  # pixel c <-> coordinate c, as for grid_keypoints
+    xy, hits = camera.ground_points(uv)
+    framed = (uv >= -0.5).all(1) & (uv[:, 0] < camera.image_size[0] - 0.5) & (uv[:, 1] < camera.image_size[1] - 0.5)
+    with np.errstate(invalid="ignore"):
+        inside = hits & framed & (np.abs(xy[:, 0]) <= 52.5) & (np.abs(xy[:, 1]) <= 34.0)
+    out = np.zeros((3, height * width), np.float32)
+    out[0, inside] = 0.5
+    out[1, inside] = xy[inside, 0] / 52.5
+    out[2, inside] = xy[inside, 1] / 34.0
+    out = out.reshape(3, height, width)
+    marks, front = camera.project(_MARKINGS)
+    cam = camera.to_camera_frame(_MARKINGS[front])
+    # far off the axis the distortion polynomial can fold points back into the frame (the renderer's MAX_RAY_RADIUS)
+    near_axis = np.linalg.norm(cam[:, :2] / cam[:, 2:], axis=1) < 1.5
+    uv = np.round(marks[front][near_axis]).astype(np.int64)
+    frame_w, frame_h = (round(size) for size in camera.image_size)
+    uv = uv[(uv[:, 0] >= 0) & (uv[:, 0] < frame_w) & (uv[:, 1] >= 0) & (uv[:, 1] < frame_h)]  # not in the padding
+    px = uv + np.round(offset).astype(np.int64)
+    px = px[(px[:, 0] >= 0) & (px[:, 0] < width) & (px[:, 1] >= 0) & (px[:, 1] < height)]
+    out[0, px[:, 1], px[:, 0]] = 1
+    return torch.from_numpy(out)
 
 
 def players_map(boxes: np.ndarray, colours: np.ndarray, height: int, width: int) -> Tensor:

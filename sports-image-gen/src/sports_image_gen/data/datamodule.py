@@ -10,7 +10,8 @@ camera; frames without one are skipped: they have no condition), and, where pres
 - ``grid_keypoints`` (91, 2) float pixels of the returned image (x right, y down) of the ground points
   (x_i, y_j, 0), x_i = linspace(-52.5, 52.5, 13)[i], y_j = linspace(-34, 34, 7)[j], k = 13 j + i;
   ``grid_visible`` (91,) bool: in front of the camera and inside the frame as it appears in the returned image;
-- ``camera_map`` (3, H, W), ``players_map`` (4, H, W), ``skeleton_map`` (3, H, W): ``data/conditions.py``;
+- ``camera_map`` (3, H, W), ``pitch_map`` (3, H, W), ``players_map`` (4, H, W), ``skeleton_map`` (3, H, W):
+  ``data/conditions.py``;
 - ``prompt`` (str) and ``text`` (384,): its sentence embedding;
 - ``entities`` for GLIGEN (``xy`` (N, 2) pitch positions normalised to [0, 1], ``attributes`` (N, 6) jersey RGB
   + role one-hot left / right / referee, ``mask`` (N,)) and ``boxes`` (N, 4) / ``labels`` (N,) for the player
@@ -35,7 +36,7 @@ from torch.utils.data import DataLoader
 from shared_utils.cache import generate_once
 from shared_utils.language import SentenceEncoder
 from shared_utils.paths import anchored
-from sports_image_gen.data.conditions import camera_map, grid_lines, players_map, skeleton_map
+from sports_image_gen.data.conditions import camera_map, grid_lines, pitch_map, players_map, skeleton_map
 from sports_image_gen.data.gamestate import read_gamestate
 from sports_image_gen.data.soccernet_calibration import CalibrationFrame, read_calibration_split
 
@@ -44,6 +45,7 @@ DEFAULT_PROMPT = "a broadcast view of a soccer match"
 METRIC_SIZE = (960, 540)  # SoccerNet-calibration's image size, where reprojection errors are measured
 ROLES = {"left": 0, "right": 1, "referee": 2}
 TEXT_CACHE = "data/sports-image-gen/text"
+GRID_LINES = grid_lines()  # the same world points for every frame
 
 
 def letterbox(width: int, height: int, out_w: int, out_h: int) -> tuple[float, float, float]:
@@ -130,7 +132,7 @@ def build_item(frame: CalibrationFrame, height: int, width: int, people: list, s
 
     uv, visible = frame.camera.project_grid(w0, h0)
     keypoints = uv * np.array([sx, sy]) + offset
-    line_points, line_coords = grid_lines()
+    line_points, line_coords = GRID_LINES
     line_uv, _ = frame.camera.scale_to(w0, h0).project(line_points)
     line_uv = line_uv * np.array([sx, sy]) + offset
     uv960, vis960 = frame.camera.project_grid(*METRIC_SIZE)
@@ -178,6 +180,7 @@ def build_item(frame: CalibrationFrame, height: int, width: int, people: list, s
         "grid_keypoints": kp, "grid_visible": vis,
         "camera_960": torch.from_numpy(uv960).float(), "visible_960": torch.from_numpy(vis960),
         "camera_map": camera_map(kp, vis, height, width, line_uv, line_coords),
+        "pitch_map": pitch_map(frame.camera.scale_to(nw, nh), offset, height, width),
         "players_map": people_map, "skeleton_map": pose_map,
         "prompt": prompt,
         "boxes": box_t, "labels": label_t, "num_people": n,

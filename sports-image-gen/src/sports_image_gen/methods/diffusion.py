@@ -12,11 +12,13 @@ text is zeroed with probability ``cfg_dropout`` in training; at sampling
 pred = pred(c_uncond) + w (pred(c) - pred(c_uncond)), where only the text is dropped (the maps stay: they are the
 condition under test, and the guidance acts on what the prompt adds).
 
-The conditions (``concat`` / ``control`` lists name the maps: ``camera``, ``players``, ``skeleton``):
+The conditions (``concat`` / ``control`` lists name the maps: ``camera`` (the grid), ``pitch`` (the pitch template),
+``players``, ``skeleton``; ``data/conditions.py``):
 
 - ``text2img``: text only; ``latent``: the same in the latent space of an autoencoder trained here first (Rombach et
   al. 2022; ``ae_steps`` of the step budget, then frozen);
 - ``camera_concat``: the grid map stacked at the input; ``camera_controlnet``: the grid map through a ControlNet;
+  ``camera_pitch`` (the default): the grid and pitch-template maps stacked at the input, predicting x_0 at lr 2e-3;
 - ``players_map``: camera + the players' colour map through the ControlNet; ``players_gligen``: camera through the
   ControlNet + GLIGEN grounding tokens of the players' pitch positions and kits;
 - ``skeleton``: camera + COCO-17 skeleton maps through the ControlNet;
@@ -57,7 +59,7 @@ from sports_image_gen.models.autoencoder import build_autoencoder
 from sports_image_gen.models.denoiser import Denoiser
 from sports_image_gen.models.detectors import GridDetector
 
-MAP_CHANNELS = {"camera": 3, "players": 4, "skeleton": 3}
+MAP_CHANNELS = {"camera": 3, "pitch": 3, "players": 4, "skeleton": 3}
 GUIDANCE_GRID = (1.0, 2.0, 4.0, 7.0)
 
 
@@ -75,6 +77,8 @@ class ConditionalDiffusion(L.LightningModule):
         height, width: the data's image size (the latent is 4x smaller).
         guidance_scale, sampling_steps: DDIM sampling at test time.
         prediction_type: the network's target, ``epsilon`` (DDPM), ``v_prediction`` or ``sample`` (x_0).
+        snr_gamma: loss weight capped at gamma in x_0 space, min(SNR_t + 1, gamma) (``_loss_weight``); None: the
+            plain MSE on the target.
         judge_grid_steps, judge_player_steps: training steps of the detectors that judge (cached per dataset in
             ``judge_dir``).
     """
@@ -84,7 +88,8 @@ class ConditionalDiffusion(L.LightningModule):
                  block_out_channels: tuple[int, ...] = (32, 48, 64), attention_levels: int = 0,
                  latent_channels: int = 4, ae_steps: int = 300, ae_kl_weight: float = 1e-6,
                  lr: float = 5e-4, warmup: int = 50, cfg_dropout: float = 0.1, guidance_scale: float = 2.0,
-                 sampling_steps: int = 25, prediction_type: str = "v_prediction", judge_grid_steps: int = 600,
+                 sampling_steps: int = 25, prediction_type: str = "v_prediction", snr_gamma: float | None = None,
+                 judge_grid_steps: int = 600,
                  judge_player_steps: int = 300,
                  height: int = 36, width: int = 64, judge_dir: str = "data/sports-image-gen/judges",
                  log_images: int = 8) -> None:
@@ -107,6 +112,8 @@ class ConditionalDiffusion(L.LightningModule):
             raise ValueError("concat conditioning is pixel-space only; use control with latent=true")
         if prediction_type not in ("epsilon", "v_prediction", "sample"):
             raise ValueError(f"prediction_type must be epsilon, v_prediction or sample, got {prediction_type!r}")
+        if snr_gamma is not None and snr_gamma <= 0:
+            raise ValueError(f"snr_gamma must be positive (or None), got {snr_gamma}")
         self.ddpm = DDPMScheduler(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, beta_schedule="linear",
                                   prediction_type=prediction_type)
         self.register_buffer("latent_scale", torch.ones(()), persistent=True)
@@ -179,7 +186,8 @@ class ConditionalDiffusion(L.LightningModule):
         t = torch.randint(0, self.ddpm.config.num_train_timesteps, (len(x0),), device=self.device)
         x_t = self.ddpm.add_noise(x0, noise, t)
         pred = self.predict(x_t, t, self._text(batch, drop=True), batch)
-        loss = F.mse_loss(pred, self._target(x0, noise, t))
+        loss = F.mse_loss(pred, self._target(x0, noise, t), reduction="none").flatten(1).mean(1)
+        loss = (self._loss_weight(t) * loss).mean()
         self.log("train/loss", loss, prog_bar=True)
         if self.hparams.geometry_weight:
             abar = self.ddpm.alphas_cumprod.to(self.device)[t]
@@ -198,6 +206,22 @@ class ConditionalDiffusion(L.LightningModule):
         if kind == "epsilon":
             return noise
         return self.ddpm.get_velocity(x0, noise, t) if kind == "v_prediction" else x0
+
+    def _loss_weight(self, t: Tensor) -> Tensor:
+        """Per-sample weights of the MSE on the target. The MSE on v weighs the error of the clean image x_0_hat by
+        SNR_t + 1 (x_0 - x_0_hat = sqrt(1 - abar_t) (v_hat - v), SNR_t = abar_t / (1 - abar_t)), the MSE on eps by
+        SNR_t, the MSE on x_0 by 1. Min-SNR-gamma (Hang et al., "Efficient Diffusion Training via Min-SNR Weighting
+        Strategy", ICCV 2023) caps eps's weight at gamma, min(SNR_t, gamma); we cap v's, min(SNR_t + 1, gamma), so
+        that the noisiest steps, where the layout is decided, keep weight 1 (Min-SNR's goes to 0 there) while the
+        nearly clean steps, up to 10^4 under v at t = 0, stop dominating the gradient. gamma = 1 is the MSE on x_0
+        through the v (or eps) parameterisation; gamma -> infinity is plain v."""
+        if self.hparams.snr_gamma is None:
+            return torch.ones_like(t, dtype=torch.float32)
+        abar = self.ddpm.alphas_cumprod.to(self.device)[t]
+        snr = abar / (1 - abar)
+        x0_weight = (snr + 1).clamp(max=self.hparams.snr_gamma)
+        own = {"epsilon": snr, "v_prediction": snr + 1, "sample": torch.ones_like(snr)}[self.hparams.prediction_type]
+        return x0_weight / own
 
     def _x0(self, x_t: Tensor, pred: Tensor, abar: Tensor) -> Tensor:
         """The clean image the prediction implies."""
@@ -340,6 +364,8 @@ class ConditionalDiffusion(L.LightningModule):
     def _condition_picture(self, batch: dict, n: int) -> Tensor:
         """What the method is conditioned on, as an RGB picture: grid dots, players' kits, skeletons."""
         condition = batch["camera_map"][:n, :1].expand(-1, 3, -1, -1).clamp(0, 1)
+        if "pitch" in self.concat + self.control:  # the template (pitch grey, markings white) under the grid
+            condition = torch.maximum(condition, batch["pitch_map"][:n, :1].expand(-1, 3, -1, -1))
         if "players" in self.control or self.hparams.grounding:
             people = batch["players_map"][:n]
             condition = torch.where(people[:, 3:] > 0, people[:, :3], condition)
